@@ -1,0 +1,162 @@
+"""Load NanoDet checkpoints strictly and safely, or build seeded random weights (said loudly).
+
+Accepted layouts: ``{'state_dict': sd}`` (old ``.pth``: with ``epoch`` / ``iter`` too), a raw state_dict,
+Lightning ``.ckpt`` files whose keys start with ``model.`` and EMA copies with ``avg_model.`` (preferred),
+DDP's ``module.`` prefix. Always ``torch.load(weights_only=True)``: a pickle that would run code is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import Config
+from .errors import UserError
+from .paths import shared_dir
+
+OPTIONAL_PREFIXES = ("head.gfl_reg.",)  # built by upstream, never used when share_cls_reg
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and return its model state_dict with prefixes removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "Weights only load failed" in str(exc) or "GLOBAL" in str(exc) or "global" in str(exc):
+            raise UserError(f"{path}: refused: the file holds pickled code or objects that are not plain "
+                            f"tensors (loaded with weights_only=True)") from None
+        raise UserError(f"{path}: not a PyTorch checkpoint ({first[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if "central directory" in text or "failed finding" in text or isinstance(exc, EOFError):
+            raise UserError(f"{path}: truncated or corrupt checkpoint ({text[:120]})") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({text[:120]})") from None
+    except Exception as exc:  # torch raises assorted types for garbage input
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({exc.__class__.__name__})") from None
+    return extract_state_dict(obj, path)
+
+
+def extract_state_dict(obj, path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
+        raise UserError(f"{path}: not a NanoDet checkpoint (no state_dict of named tensors inside)")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise UserError(f"{path}: not a NanoDet checkpoint (no tensors inside)")
+    if any(k.startswith("avg_model.") for k in tensors):  # EMA weights: what upstream evaluates with
+        tensors = {k[len("avg_model."):]: v for k, v in tensors.items() if k.startswith("avg_model.")}
+    elif any(k.startswith("model.") for k in tensors):
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], cfg: Config, path) -> None:
+    """Strict load: every key present with the right shape, nothing unexpected (gfl_reg may be absent)."""
+    expected = model.state_dict()
+    cls_key = "head.gfl_cls.0.weight"
+    if cls_key in sd and cls_key in expected and sd[cls_key].shape != expected[cls_key].shape:
+        got, want = sd[cls_key].shape[0], expected[cls_key].shape[0]
+        box = 4 * (cfg.reg_max + 1)
+        raise UserError(f"{path}: checkpoint does not match config {cfg.name}: its head has {got} output "
+                        f"channels ({got - box} classes + {box} box bins at reg_max {cfg.reg_max}) but the "
+                        f"config wants {want} ({cfg.num_classes} classes)")
+    missing = [k for k in expected if k not in sd and not k.startswith(OPTIONAL_PREFIXES)]
+    unexpected = [k for k in sd if k not in expected]
+    misshaped = [f"{k} {tuple(sd[k].shape)} != {tuple(expected[k].shape)}"
+                 for k in expected if k in sd and sd[k].shape != expected[k].shape]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:6]) + (f", ... ({len(items)} in all)" if len(items) > 6 else "")
+            problems.append(f"{len(items)} {label} key(s): {shown}")
+    if problems:
+        raise UserError(f"{path}: checkpoint does not match config {cfg.name}: " + "; ".join(problems))
+    full = dict(expected)
+    full.update({k: v for k, v in sd.items()})
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in full.items()}, strict=True)
+
+
+def random_init(model: nn.Module, seed: int) -> None:
+    """Seeded weights that give a non-trivial detector output (some scores above the 0.05 threshold)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+                std = math.sqrt(2.0 / (1 + 0.1 ** 2) / fan_in)
+                m.weight.normal_(0, std, generator=gen)
+                if m.bias is not None:
+                    m.bias.normal_(0, 0.1, generator=gen)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.1, generator=gen)
+                m.running_mean.normal_(0, 0.1, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+        head = model.head
+        for conv in head.gfl_cls:
+            conv.bias[: head.num_classes] -= 3.0
+
+
+def warn_random(seed: int, why: str) -> None:
+    bar = "!" * 78
+    print(f"{bar}\n!! WARNING: {why}\n!! Using SEEDED RANDOM WEIGHTS (seed {seed}). Every artifact and report\n"
+          f"!! carries 'weights: random (seed {seed})'. Detections are meaningless; only the\n"
+          f"!! agreement between stages is.\n{bar}", file=sys.stderr)
+
+
+def resolve_checkpoint(cfg: Config, checkpoint: str | Path | None) -> Path | None:
+    """The checkpoint to use: the given path, else the config's ``toolkit.weights`` in the shared folder."""
+    if checkpoint:
+        return Path(checkpoint)
+    spec = cfg.toolkit.get("weights") or {}
+    if not spec.get("file"):
+        return None
+    rel = Path(spec["file"])
+    if rel.is_absolute():
+        return rel
+    root = shared_dir()
+    return root / rel if root is not None and (root / rel).is_file() else None
+
+
+def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = None, seed: int = 0) -> dict:
+    """Fill ``model`` with weights; return provenance for manifests and reports.
+
+    ``checkpoint`` given: it must load strictly. Not given: the config's shared checkpoint (sha256-checked);
+    where that is absent, seeded random weights with a loud warning.
+    """
+    path = resolve_checkpoint(cfg, checkpoint)
+    if path is None:
+        spec = cfg.toolkit.get("weights") or {}
+        why = (f"checkpoint '{spec['file']}' of {cfg.name} not found (shared folder absent; set NANODET_SHARED)"
+               if spec.get("file") else f"config {cfg.name} names no checkpoint and none was given")
+        warn_random(seed, why)
+        random_init(model, seed)
+        return {"weights": f"random (seed {seed})", "kind": "random", "seed": seed}
+    digest = sha256_file(path) if path.is_file() else None
+    want = (cfg.toolkit.get("weights") or {}).get("sha256")
+    sd = read_state_dict(path)
+    if not checkpoint and want and digest != want:
+        raise UserError(f"{path}: sha256 {digest} differs from the config's {want}")
+    check_and_load(model, sd, cfg, path)
+    return {"weights": f"checkpoint {path.name}", "kind": "checkpoint", "file": str(path.name), "sha256": digest}
