@@ -1,0 +1,5 @@
+import sys
+
+from .cli import main, run_main
+
+sys.exit(run_main(main))

@@ -1,0 +1,7 @@
+"""Validation of every conversion stage against the PyTorch reference.
+
+Runners (``validation.runners``) execute one artifact each behind one interface; comparators
+(``validation.comparators``) measure raw-output and detection agreement; ``validation.report`` writes
+``validation.json`` / ``report.md`` / pictures; ``validation.api.validate_artifacts`` is what the converter
+pipeline calls; ``validation.cli`` is the command line (validate, check, foreign).
+"""
