@@ -1,0 +1,7 @@
+"""The staged converters: PyTorch -> ONNX -> simplified ONNX -> TF SavedModel -> TFJS graph model.
+
+One module per stage (``stage_onnx``, ``stage_onnx_sim``, ``stage_saved_model``, ``stage_tfjs``), each with the
+same shape (input artifact + options -> output artifact + manifest entry); ``pipeline`` chains them with caching
+and atomic writes, ``manifest`` records what was made and how, ``cli`` is ``python -m converters.cli convert``.
+Heavy libraries (torch, TensorFlow) are imported only inside the stage that needs them.
+"""

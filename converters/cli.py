@@ -1,0 +1,91 @@
+"""``python -m converters.cli convert``: convert a NanoDet model to ONNX, SavedModel and TFJS (``make convert``).
+
+    python -m converters.cli convert --model m-416
+    python -m converters.cli convert --config path/to/nanodet.yml --checkpoint model.ckpt --quantize float16
+
+Bad input (unknown model, missing/corrupt/mismatched checkpoint, unsupported opset, Node missing) prints
+``error: <one line>`` and exits 2, leaving no finished-looking artifact.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import traceback
+
+from nanodet_ref.errors import UserError
+
+from .options import BACKENDS, DEFAULT_BACKEND, PATCH_CHOICES, QUANTIZE_CHOICES, SUPPORTED_OPSETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m converters.cli", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="PyTorch -> ONNX -> simplified ONNX -> SavedModel -> TFJS")
+    which = c.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="a model in configs/ (m-416, m-320, g-416)")
+    which.add_argument("--config", metavar="PATH", help="your own nanodet config (upstream YAML schema)")
+    c.add_argument("--checkpoint", metavar="PATH", help="checkpoint (.pth/.ckpt); default: the config's")
+    c.add_argument("--opset", default=None, metavar="N",
+                   help=f"ONNX opset ({SUPPORTED_OPSETS.start}-{SUPPORTED_OPSETS.stop - 1}; default: the "
+                        f"config's toolkit.export.opset, 10)")
+    c.add_argument("--quantize", choices=QUANTIZE_CHOICES, help="TFJS weight type (default float32)")
+    c.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND, help="ONNX -> SavedModel converter")
+    c.add_argument("--patches", choices=PATCH_CHOICES, default="default", help="'none' exports without patches")
+    c.add_argument("--force", action="store_true", help="rebuild every stage even if cached")
+    c.add_argument("--out", "--artifacts", dest="out", metavar="DIR",
+                   help="artifact folder (default artifacts/<name>[-options])")
+    c.add_argument("--images", metavar="DIR", help="images for validation (default: the shared COCO set)")
+    c.add_argument("--annotations", metavar="JSON", help="COCO annotations for validation")
+    c.add_argument("--no-validate", action="store_true", help="skip validation after converting")
+    c.add_argument("--no-audit", action="store_true", help="skip the int64 audit after converting")
+    return parser
+
+
+def require_node() -> None:
+    if shutil.which("node") is None:
+        raise UserError("node (Node.js) not found on PATH: install Node.js >= 18 (the TFJS checks run in Node)")
+
+
+def cmd_convert(args) -> int:
+    require_node()
+    from .options import ConvertOptions
+    from .pipeline import convert, format_table
+    from .sources import resolve
+
+    source = resolve(model=args.model, config=args.config, checkpoint=args.checkpoint)
+    opset = args.opset if args.opset is not None else source.cfg.toolkit.get("export", {}).get("opset", 10)
+    options = ConvertOptions(opset=opset, quantize=args.quantize, backend=args.backend, patches=args.patches)
+    result = convert(source, options, out=args.out, force=args.force, audit=not args.no_audit,
+                     validate=not args.no_validate, images=args.images, annotations=args.annotations)
+    print(format_table(result.stages))
+    weights = result.manifest.get("weights")
+    print(f"{result.artifact_dir}  ({weights}; stages {result.seconds:.1f} s)")
+    validation = (result.hooks.get("validation") or {}).get("result")
+    if isinstance(validation, dict) and (validation.get("passed") is False or validation.get("ok") is False):
+        print(f"error: validation failed (see {result.artifact_dir}/report.md)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "convert":
+            return cmd_convert(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted (unfinished stages were discarded)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or a tool failure: say which, keep the traceback for the report
+        traceback.print_exc()
+        print(f"error: conversion failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

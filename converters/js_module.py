@@ -1,0 +1,98 @@
+"""Write the JavaScript detection module (``nanodet.mjs``) next to a TFJS artifact's model.json.
+
+The module is rendered from the template ``js/nanodet.mjs`` by filling in the model's own constants (input size
+and layout, tensor names from the io spec, BGR mean/std, strides, reg_max, decode thresholds, class names), so a
+user gets one file that loads that model and returns detections in image pixels exactly as the Python reference
+decoder does. Why here: the constants live in the config and the io spec, which only the toolkit knows.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from nanodet_ref.errors import UserError
+from nanodet_ref.paths import PROJECT_ROOT
+from validation.runners.base import IoSpec
+
+from .context import output_names  # torch-free twin of nanodet_ref.model.output_names
+
+TEMPLATE = PROJECT_ROOT / "js" / "nanodet.mjs"
+MODULE_NAME = "nanodet.mjs"
+PLACEHOLDER = "/*@NANODET_CONFIG@*/ null"
+
+
+def model_file(tfjs_dir: Path) -> str:
+    """The graph model's JSON file name in ``tfjs_dir`` (model.json, or the only .json there)."""
+    tfjs_dir = Path(tfjs_dir)
+    if (tfjs_dir / "model.json").is_file():
+        return "model.json"
+    found = sorted(p.name for p in tfjs_dir.glob("*.json"))
+    if len(found) != 1:
+        raise UserError(f"{tfjs_dir}: no model.json (a TFJS graph model folder is needed)")
+    return found[0]
+
+
+def module_config(cfg, io_spec: dict, model_json: str = "model.json") -> dict:
+    """The constants the JS module needs, from the config and the artifact's io spec."""
+    spec = IoSpec.from_dict(io_spec, where="io spec", required_outputs=output_names(cfg.strides))
+    outputs = {}
+    for sig in output_names(cfg.strides):
+        target = spec.outputs[sig]
+        outputs[sig] = target.name if target.transpose is None else {"name": target.name,
+                                                                     "transpose": list(target.transpose)}
+    decode = cfg.decode
+    width, height = cfg.input_size
+    return {
+        "model": cfg.name,
+        "modelFile": model_json,
+        "inputName": spec.input_name,
+        "inputLayout": spec.layout,
+        "inputWidth": int(width),
+        "inputHeight": int(height),
+        "keepRatio": bool(cfg.keep_ratio),
+        "mean": [float(v) for v in cfg.mean],  # BGR
+        "std": [float(v) for v in cfg.std],  # BGR
+        "strides": [int(s) for s in cfg.strides],
+        "regMax": int(cfg.reg_max),
+        "numClasses": int(cfg.num_classes),
+        "scoreThreshold": float(decode["score_threshold"]),
+        "nmsIou": float(decode["nms_iou"]),
+        "maxDetections": int(decode["max_detections"]),
+        "nmsPre": int(decode.get("nms_pre") or 0),
+        "outputs": outputs,
+        "classNames": list(cfg.class_names),
+    }
+
+
+def render_js_module(cfg, io_spec: dict, model_json: str = "model.json") -> str:
+    """The template with this model's constants filled in."""
+    if not TEMPLATE.is_file():
+        raise UserError(f"{TEMPLATE}: JS module template missing (broken checkout?)")
+    text = TEMPLATE.read_text(encoding="utf-8")
+    if text.count(PLACEHOLDER) != 1:
+        raise RuntimeError(f"{TEMPLATE}: expected exactly one '{PLACEHOLDER}' placeholder")
+    values = module_config(cfg, io_spec, model_json)
+    constants = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in values.items()) + ",\n}"
+
+    return text.replace(PLACEHOLDER, constants, 1)
+
+
+def write_js_module(tfjs_dir: Path, cfg, io_spec: dict) -> Path:
+    """Render ``nanodet.mjs`` into ``tfjs_dir`` (beside model.json) through a temp file + rename; returns its path."""
+    tfjs_dir = Path(tfjs_dir)
+    if not tfjs_dir.is_dir():
+        raise UserError(f"{tfjs_dir}: TFJS artifact folder not found")
+    text = render_js_module(cfg, io_spec, model_file(tfjs_dir))
+    target = tfjs_dir / MODULE_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{MODULE_NAME}.tmp-", dir=tfjs_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

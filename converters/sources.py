@@ -1,0 +1,86 @@
+"""What a conversion starts from: the config, the checkpoint (or seeded random weights) and their hashes.
+
+Resolved without importing torch, so that a fully cached re-run stays fast. The checkpoint is found the way
+``nanodet_ref.checkpoint.resolve_checkpoint`` finds it (given path, else the config's ``toolkit.weights.file`` in
+the shared folder); the ONNX stage loads it through ``load_weights`` and checks that both name the same file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanodet_ref.config import Config, load_config
+from nanodet_ref.errors import UserError
+from nanodet_ref.paths import PROJECT_ROOT, shared_dir
+
+from .hashing import sha256_file
+
+
+@dataclass
+class ModelSource:
+    cfg: Config
+    config_path: Path
+    config_sha256: str
+    checkpoint: Path | None          # None: seeded random weights
+    checkpoint_given: bool           # the user named it (else it came from the config)
+    checkpoint_sha256: str | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def weights_id(self) -> str:
+        """What identifies the weights in cache keys."""
+        return f"sha256:{self.checkpoint_sha256}" if self.checkpoint else f"random (seed {self.seed})"
+
+    def inputs_record(self) -> dict:
+        return {"config": display_path(self.config_path), "config_sha256": self.config_sha256,
+                "checkpoint": display_path(self.checkpoint) if self.checkpoint else None,
+                "checkpoint_sha256": self.checkpoint_sha256,
+                "seed": None if self.checkpoint else self.seed}
+
+
+def display_path(path: Path) -> str:
+    """Relative to the project root (or the shared folder) where possible: no machine paths in manifests."""
+    path = Path(path).resolve()
+    root = shared_dir()
+    for base, label in ((PROJECT_ROOT, ""), (root, "$NANODET_SHARED/")):
+        if base is not None and path.is_relative_to(base.resolve()):
+            return label + path.relative_to(base.resolve()).as_posix()
+    return str(path)
+
+
+def find_checkpoint(cfg: Config, checkpoint: str | Path | None) -> Path | None:
+    if checkpoint:
+        return Path(checkpoint)
+    spec = cfg.toolkit.get("weights") or {}
+    if not spec.get("file"):
+        return None
+    rel = Path(spec["file"])
+    if rel.is_absolute():
+        return rel
+    root = shared_dir()
+    return root / rel if root is not None and (root / rel).is_file() else None
+
+
+def resolve(model: str | None = None, config: str | Path | None = None,
+            checkpoint: str | Path | None = None) -> ModelSource:
+    """Load the config (by model name or path) and hash it and its checkpoint; UserError on bad input."""
+    if bool(model) == bool(config):
+        raise UserError("give either --model NAME or --config PATH (one of them)")
+    cfg = load_config(model or config)
+    path = find_checkpoint(cfg, checkpoint)
+    if path is not None:
+        if path.is_dir():
+            raise UserError(f"{path}: checkpoint is a folder, not a file")
+        if not path.is_file():
+            raise UserError(f"{path}: checkpoint file not found")
+        if not os.access(path, os.R_OK):
+            raise UserError(f"{path}: checkpoint file not readable")
+    seed = int((cfg.toolkit or {}).get("seed", 0) or 0)
+    return ModelSource(cfg=cfg, config_path=Path(cfg.path), config_sha256=sha256_file(cfg.path),
+                       checkpoint=path, checkpoint_given=bool(checkpoint),
+                       checkpoint_sha256=sha256_file(path) if path else None, seed=seed)

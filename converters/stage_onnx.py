@@ -1,0 +1,67 @@
+"""Stage 1, PyTorch -> ONNX (``model.onnx``): build the reference model, load the weights, export.
+
+Uses the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``; opset 10 by default, 11-17 on request).
+Input ``input`` [1, 3, H, W] (fixed shape), outputs named by ``nanodet_ref.model.output_names``. Before export
+the torch-level patches registered in ``patches.TORCH_PATCHES`` are applied, in order, to a deep copy of the
+model (the reference model is never changed); ``--patches none`` skips them. The manifest records which ran and
+where the weights came from.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from .context import StageContext, project_files, signature_io_spec
+
+NAME = "onnx"
+OUTPUT = "model.onnx"
+PACKAGES = ("torch", "onnx")
+
+
+def code_files(ctx: StageContext) -> list[Path]:
+    return project_files("nanodet_ref/*.py", "patches/*.py", "converters/stage_onnx.py")
+
+
+def key_options(ctx: StageContext) -> dict:
+    return {"opset": ctx.options.opset, "patches": ctx.options.patches, "weights": ctx.source.weights_id}
+
+
+def torch_patches(ctx: StageContext) -> dict:
+    if ctx.options.patches == "none":
+        return {}
+    import patches
+    return dict(patches.TORCH_PATCHES)
+
+
+def build_weighted_model(ctx: StageContext):
+    """The reference model with its weights; returns (model, provenance dict from load_weights)."""
+    from nanodet_ref.checkpoint import load_weights
+    from nanodet_ref.model import build_model
+    src = ctx.source
+    model = build_model(ctx.cfg)
+    provenance = load_weights(model, ctx.cfg, src.checkpoint if src.checkpoint_given else None, seed=src.seed)
+    if provenance.get("kind") == "checkpoint" and provenance.get("sha256") != src.checkpoint_sha256:
+        raise RuntimeError(f"loaded checkpoint sha256 {provenance.get('sha256')} differs from the hashed input "
+                           f"{src.checkpoint_sha256} (file changed during the run?)")
+    return model.eval(), provenance
+
+
+def convert(src, dst: Path, ctx: StageContext) -> dict:
+    import torch
+    from nanodet_ref.model import INPUT_NAME, output_names
+
+    model, provenance = build_weighted_model(ctx)
+    export_model = copy.deepcopy(model)
+    ran = []
+    for name, mod in torch_patches(ctx).items():
+        export_model = mod.apply(export_model, ctx.cfg, ctx.options.opset)
+        ran.append(name)
+        ctx.log(f"      patch {name} applied")
+    export_model.eval()
+    w, h = ctx.cfg.input_size
+    example = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.onnx.export(export_model, (example,), str(dst), input_names=[INPUT_NAME],
+                          output_names=output_names(ctx.cfg.strides), opset_version=ctx.options.opset,
+                          do_constant_folding=True, dynamo=False)
+    return {"weights": provenance, "patches": ran, "io_spec": signature_io_spec(ctx.cfg)}

@@ -1,0 +1,50 @@
+"""Stage 2, ONNX -> simplified ONNX (``model.sim.onnx``): onnxsim, then the registered ONNX rewrites, then the checker.
+
+onnxsim folds constants and removes no-op nodes (checked against the unsimplified graph with onnxruntime on one
+random input); the rewrites in ``patches.ONNX_PATCHES`` (``rewrite(model_proto, cfg) -> (model_proto, report)``)
+run in order unless ``--patches none``; ``onnx.checker.check_model`` must accept the result.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .context import StageContext, project_files, signature_io_spec
+
+NAME = "onnx_sim"
+OUTPUT = "model.sim.onnx"
+PACKAGES = ("onnx", "onnxsim", "onnxruntime")
+
+
+def code_files(ctx: StageContext) -> list[Path]:
+    return project_files("patches/*.py", "converters/stage_onnx_sim.py")
+
+
+def key_options(ctx: StageContext) -> dict:
+    return {"patches": ctx.options.patches}
+
+
+def onnx_patches(ctx: StageContext) -> dict:
+    if ctx.options.patches == "none":
+        return {}
+    import patches
+    return dict(patches.ONNX_PATCHES)
+
+
+def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
+    import onnx
+    import onnxsim
+
+    model = onnx.load(str(src))
+    simplified, ok = onnxsim.simplify(model, check_n=1)
+    if not ok:
+        raise RuntimeError("onnxsim: the simplified graph does not match the exported one")
+    reports = {}
+    for name, mod in onnx_patches(ctx).items():
+        simplified, report = mod.rewrite(simplified, ctx.cfg)
+        reports[name] = report
+        ctx.log(f"      rewrite {name}: {report}")
+    onnx.checker.check_model(simplified, full_check=True)
+    onnx.save(simplified, str(dst))
+    return {"patches": list(reports), "patch_reports": reports,
+            "nodes": {"before": len(model.graph.node), "after": len(simplified.graph.node)},
+            "io_spec": signature_io_spec(ctx.cfg)}

@@ -1,0 +1,81 @@
+"""Stage 4, TF SavedModel -> TFJS graph model (``tfjs/model.json`` + weight shards) with tensorflowjs' converter.
+
+float32 by default; ``--quantize float16|uint8`` stores every weight in that type (TFJS dequantises at load).
+Runs in-process through ``converters.tf_compat.import_tensorflowjs`` (the same converter also runs as a
+subprocess: ``python -m converters.tfjs_entry``). The TFJS io spec is read from ``model.json``'s ``signature``:
+the input tensor name and layout, and for each model-signature output the TFJS output tensor name
+(e.g. ``Identity:0``) that the SavedModel's serving key became.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from .context import StageContext, project_files
+from .js_module import write_js_module
+
+CAST_NOTE = "was auto converted to the type int32"
+
+NAME = "tfjs"
+OUTPUT = "tfjs"
+PACKAGES = ("tensorflowjs", "tensorflow", "tensorflow-hub", "tf_keras")
+
+
+def code_files(ctx: StageContext) -> list[Path]:
+    return project_files("converters/stage_tfjs.py", "converters/tf_compat.py", "converters/js_module.py",
+                         "js/nanodet.mjs")
+
+
+def key_options(ctx: StageContext) -> dict:
+    return {"quantize": ctx.options.quantize}
+
+
+def quantization_map(quantize: str | None):
+    return {quantize: True} if quantize else None   # True: every weight falls through to this dtype
+
+
+def tfjs_io_spec(model_json: Path, saved_model_spec: dict) -> dict:
+    """Translate the SavedModel io spec into TFJS tensor names using model.json's signature."""
+    sig = json.loads(Path(model_json).read_text()).get("signature") or {}
+    ins, outs = sig.get("inputs") or {}, sig.get("outputs") or {}
+    if len(ins) != 1:
+        raise RuntimeError(f"{model_json}: signature has {len(ins)} inputs, expected 1")
+    in_key, in_info = next(iter(ins.items()))
+    outputs = {}
+    for name, sm_key in saved_model_spec["outputs"].items():
+        if sm_key not in outs:
+            raise RuntimeError(f"{model_json}: signature has no output '{sm_key}' (has {sorted(outs)})")
+        outputs[name] = outs[sm_key]["name"]
+    shape = [int(d.get("size", -1)) for d in (in_info.get("tensorShape") or {}).get("dim", [])]
+    return {"input": {"name": in_info["name"], "signature_key": in_key,
+                      "layout": saved_model_spec["input"]["layout"], "shape": shape},
+            "outputs": outputs}
+
+
+def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
+    from .tf_compat import import_tensorflowjs
+    import_tensorflowjs()
+    from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
+
+    chatter = io.StringIO()   # the converter prints one line per int64 weight it stores as int32
+    with contextlib.redirect_stdout(chatter):
+        convert_tf_saved_model(str(src), str(dst), signature_def="serving_default", saved_model_tags="serve",
+                               quantization_dtype_map=quantization_map(ctx.options.quantize))
+    lines = chatter.getvalue().splitlines()
+    cast = [line.split()[1] for line in lines if CAST_NOTE in line]
+    for line in lines:
+        if line.strip() and CAST_NOTE not in line:
+            ctx.log(f"      {line}")
+    if cast:
+        ctx.log(f"      tensorflowjs stored {len(cast)} int64 constant(s) as int32 (see the int64 audit)")
+    model_json = dst / "model.json"
+    if not model_json.is_file():
+        raise RuntimeError("tensorflowjs wrote no model.json")
+    sm_spec = ctx.extras.get("io_spec:saved_model")
+    if not sm_spec:
+        raise RuntimeError("no SavedModel io spec to translate (stage saved_model did not record one)")
+    io_spec = tfjs_io_spec(model_json, sm_spec)
+    write_js_module(dst, ctx.cfg, io_spec)  # nanodet.mjs: the JS detection module shipped beside model.json
+    return {"quantize": ctx.options.quantize or "float32", "io_spec": io_spec, "int64_weights_as_int32": len(cast)}

@@ -1,0 +1,478 @@
+// NanoDet detection for TensorFlow.js: load a converted graph model and detect objects in an image.
+//
+// This file is a TEMPLATE: the toolkit (converters/js_module.py) renders it next to every TFJS artifact's
+// model.json as `nanodet.mjs`, with that model's own constants (input size and layout, tensor names,
+// mean/std, strides, reg_max, decode thresholds, class names) in `config` below.
+//
+// Pre- and post-processing follow the toolkit's Python reference exactly (nanodet_ref/preprocess.py and
+// nanodet_ref/decode.py, i.e. nanodet v0.4.2): keep-ratio warp centred into the input (bilinear, border 0,
+// as cv2.warpPerspective), BGR, mean/std; sigmoid scores come from the model; box distances are the
+// softmax expectation over the bins; per-class NMS; the best `maxDetections`; boxes in image pixels.
+//
+//   import { load } from './nanodet.mjs';
+//   const detector = await load('path/or/url/model.json', { tf });   // tf: tfjs-core + tfjs-converter
+//   const detections = await detector.detect(image);   // [{box: [x1, y1, x2, y2], score, label, className}]
+//   detector.dispose();
+//
+// `image` is a tf.Tensor3D [h, w, 3] RGB (uint8 values), decoded pixels {data, width, height} (RGBA or
+// RGB, e.g. ImageData or jpeg-js output), or, in browsers, an HTMLImageElement, HTMLCanvasElement,
+// HTMLVideoElement, ImageBitmap or OffscreenCanvas.
+
+/** The model's constants, written by the toolkit when it renders this template (null in the template). */
+export const config = /*@NANODET_CONFIG@*/ null;
+
+const IS_NODE = typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
+
+function requireConfig(cfg) {
+  if (cfg == null) {
+    throw new Error('nanodet.mjs: this is the template; use the nanodet.mjs written next to a converted model.json');
+  }
+  return cfg;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Geometry: the keep-ratio warp (nanodet_ref.preprocess.warp_matrix) and 3x3 matrix helpers (row-major).
+// ---------------------------------------------------------------------------------------------------------
+
+/** 3x3 matrix (row-major, 9 numbers) mapping image pixels to input-tensor pixels: T @ S @ C. */
+export function warpMatrix(srcWidth, srcHeight, dstWidth, dstHeight, keepRatio = true) {
+  if (!keepRatio) return [dstWidth / srcWidth, 0, 0, 0, dstHeight / srcHeight, 0, 0, 0, 1];
+  const ratio = srcWidth / srcHeight < dstWidth / dstHeight ? dstHeight / srcHeight : dstWidth / srcWidth;
+  // move @ scale @ centre, multiplied out.
+  return [ratio, 0, dstWidth / 2 - ratio * srcWidth / 2, 0, ratio, dstHeight / 2 - ratio * srcHeight / 2, 0, 0, 1];
+}
+
+/** Inverse of a 3x3 row-major matrix. */
+export function invert3x3(m) {
+  const [a, b, c, d, e, f, g, h, i] = m;
+  const A = e * i - f * h;
+  const B = -(d * i - f * g);
+  const C = d * h - e * g;
+  const det = a * A + b * B + c * C;
+  if (det === 0) throw new Error('nanodet: warp matrix is singular');
+  return [
+    A / det, -(b * i - c * h) / det, (b * f - c * e) / det,
+    B / det, (a * i - c * g) / det, -(a * f - c * d) / det,
+    C / det, -(a * h - b * g) / det, (a * e - b * d) / det,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Preprocessing (pure JS on pixels; no tensors).
+// ---------------------------------------------------------------------------------------------------------
+
+/** Round half to even, as OpenCV's saturate_cast<uchar> does. */
+function roundEven(v) {
+  const r = Math.round(v);
+  return (r - v === 0.5 && (r & 1) === 1) ? r - 1 : r;
+}
+
+/**
+ * Pixels {data, width, height, channels?} (RGB or RGBA, values 0..255) -> {input, shape, warp, width, height}.
+ * `input` is a Float32Array in the model's layout (NCHW or NHWC), BGR, normalised with mean/std; `warp` is the
+ * image -> input matrix. The warp is a bilinear sample at the inverse-mapped position of every input pixel
+ * with border 0, rounded to uint8 like cv2.warpPerspective, then (v - mean) / std in float32.
+ */
+export function preprocess(pixels, cfg = config) {
+  cfg = requireConfig(cfg);
+  const { data, width, height } = pixels;
+  if (!(width > 0 && height > 0) || data == null) throw new Error('nanodet: image has no pixels');
+  const channels = pixels.channels || data.length / (width * height);
+  if (channels !== 3 && channels !== 4) {
+    throw new Error(`nanodet: image data must be RGB or RGBA (got ${data.length} values for ${width}x${height})`);
+  }
+  const [W, H] = [cfg.inputWidth, cfg.inputHeight];
+  const warp = warpMatrix(width, height, W, H, cfg.keepRatio);
+  const inv = invert3x3(warp);
+  const plane = W * H;
+  const input = new Float32Array(3 * plane);
+  const nchw = cfg.inputLayout === 'NCHW';
+  const f32 = Math.fround;
+  const mean = cfg.mean.map(f32); // BGR
+  const std = cfg.std.map(f32);
+  const acc = [0, 0, 0];
+  // The keep-ratio warp is axis-aligned: the source x depends on x only, y on y only (same arithmetic as
+  // inv @ [x, y, 1], whose other terms are exact zeros).
+  if (inv[1] !== 0 || inv[3] !== 0 || inv[6] !== 0 || inv[7] !== 0 || inv[8] !== 1) {
+    throw new Error('nanodet: only axis-aligned warps are supported');
+  }
+  const colX0 = new Int32Array(W);
+  const colAx = new Float64Array(W);
+  for (let x = 0; x < W; x += 1) {
+    const sx = inv[0] * x + inv[2];
+    colX0[x] = Math.floor(sx);
+    colAx[x] = sx - colX0[x];
+  }
+  for (let y = 0; y < H; y += 1) {
+    const sy = inv[4] * y + inv[5];
+    const y0 = Math.floor(sy);
+    const ay = sy - y0;
+    for (let x = 0; x < W; x += 1) {
+      const x0 = colX0[x];
+      const ax = colAx[x];
+      acc[0] = 0; acc[1] = 0; acc[2] = 0;
+      for (let dy = 0; dy < 2; dy += 1) {
+        const yy = y0 + dy;
+        if (yy < 0 || yy >= height) continue;
+        const wy = dy ? ay : 1 - ay;
+        for (let dx = 0; dx < 2; dx += 1) {
+          const xx = x0 + dx;
+          if (xx < 0 || xx >= width) continue;
+          const w = wy * (dx ? ax : 1 - ax);
+          const p = (yy * width + xx) * channels;
+          acc[0] += w * data[p];
+          acc[1] += w * data[p + 1];
+          acc[2] += w * data[p + 2];
+        }
+      }
+      const o = y * W + x;
+      for (let c = 0; c < 3; c += 1) { // c: output channel in BGR order; source is RGB
+        const v = Math.min(255, Math.max(0, roundEven(acc[2 - c])));
+        const n = f32(f32(v - mean[c]) / std[c]);
+        input[nchw ? c * plane + o : o * 3 + c] = n;
+      }
+    }
+  }
+  return { input, shape: nchw ? [1, 3, H, W] : [1, H, W, 3], warp, width, height };
+}
+
+function isTensor(image) {
+  return image != null && typeof image.dataSync === 'function' && Array.isArray(image.shape);
+}
+
+/** Any supported image -> {data, width, height, channels} (RGB or RGBA values). */
+export async function toPixels(image) {
+  if (image == null) throw new Error('nanodet: no image given');
+  if (isTensor(image)) {
+    if (image.shape.length !== 3 || (image.shape[2] !== 3 && image.shape[2] !== 4)) {
+      throw new Error(`nanodet: image tensor must be [h, w, 3] RGB, got shape [${image.shape}]`);
+    }
+    return { data: await image.data(), height: image.shape[0], width: image.shape[1], channels: image.shape[2] };
+  }
+  if (image.data != null && image.width > 0 && image.height > 0) return image; // ImageData, jpeg-js, ...
+  const width = image.naturalWidth || image.videoWidth || image.width;
+  const height = image.naturalHeight || image.videoHeight || image.height;
+  if (!(width > 0 && height > 0)) throw new Error('nanodet: image has no size (not loaded yet?)');
+  let canvas;
+  if (typeof OffscreenCanvas !== 'undefined') canvas = new OffscreenCanvas(width, height);
+  else if (typeof document !== 'undefined') {
+    canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+  } else throw new Error('nanodet: unsupported image type (give a tf.Tensor3D or {data, width, height})');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(image, 0, 0, width, height);
+  const { data } = ctx.getImageData(0, 0, width, height);
+  return { data, width, height, channels: 4 };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding (pure JS; float32 where the reference computes in float32).
+// ---------------------------------------------------------------------------------------------------------
+
+const f32 = Math.fround;
+
+function stableOrderDescending(values, indices) {
+  // Like numpy's argsort(-values, kind="stable"): descending, ties keep their original order.
+  const idx = indices || Array.from(values, (_, i) => i);
+  const positions = Array.from(idx, (_, p) => p);
+  positions.sort((a, b) => (values[idx[b]] - values[idx[a]]) || (a - b));
+  return positions.map((p) => idx[p]);
+}
+
+/** One level's candidates: boxes (input pixels, float32) and their score rows, in the reference's order. */
+function levelCandidates(scores, logits, stride, cfg) {
+  const C = cfg.numClasses;
+  const bins = cfg.regMax + 1;
+  const W = cfg.inputWidth;
+  const H = cfg.inputHeight;
+  const h = Math.ceil(H / stride);
+  const w = Math.ceil(W / stride);
+  const n = scores.length / C;
+  if (n !== h * w || logits.length !== n * 4 * bins) {
+    throw new Error(`nanodet: stride ${stride}: ${n} rows, expected ${h}x${w}=${h * w}`);
+  }
+  let rows = null;
+  if (cfg.nmsPre && n > cfg.nmsPre) {
+    const best = new Float32Array(n);
+    for (let r = 0; r < n; r += 1) {
+      let m = -Infinity;
+      for (let c = 0; c < C; c += 1) if (scores[r * C + c] > m) m = scores[r * C + c];
+      best[r] = m;
+    }
+    rows = stableOrderDescending(best).slice(0, cfg.nmsPre);
+  } else rows = Array.from({ length: n }, (_, i) => i);
+  const boxes = new Float32Array(rows.length * 4);
+  const d = [0, 0, 0, 0];
+  rows.forEach((r, k) => {
+    for (let side = 0; side < 4; side += 1) {
+      const base = (r * 4 + side) * bins;
+      let m = -Infinity;
+      for (let j = 0; j < bins; j += 1) m = Math.max(m, logits[base + j]);
+      let sum = 0;
+      let dot = 0;
+      for (let j = 0; j < bins; j += 1) {
+        const p = Math.exp(logits[base + j] - m);
+        sum += p;
+        dot += p * j;
+      }
+      d[side] = f32(f32(dot / sum) * stride);
+    }
+    const cx = f32((r % w + 0.5) * stride);
+    const cy = f32((Math.floor(r / w) + 0.5) * stride);
+    boxes[k * 4] = Math.min(W, Math.max(0, f32(cx - d[0])));
+    boxes[k * 4 + 1] = Math.min(H, Math.max(0, f32(cy - d[1])));
+    boxes[k * 4 + 2] = Math.min(W, Math.max(0, f32(cx + d[2])));
+    boxes[k * 4 + 3] = Math.min(H, Math.max(0, f32(cy + d[3])));
+  });
+  return { rows, boxes };
+}
+
+function iou(boxes, i, j) {
+  const x1 = Math.max(boxes[i * 4], boxes[j * 4]);
+  const y1 = Math.max(boxes[i * 4 + 1], boxes[j * 4 + 1]);
+  const x2 = Math.min(boxes[i * 4 + 2], boxes[j * 4 + 2]);
+  const y2 = Math.min(boxes[i * 4 + 3], boxes[j * 4 + 3]);
+  const inter = f32(Math.max(0, f32(x2 - x1)) * Math.max(0, f32(y2 - y1)));
+  const area = f32(f32(boxes[i * 4 + 2] - boxes[i * 4]) * f32(boxes[i * 4 + 3] - boxes[i * 4 + 1]));
+  const areaJ = f32(f32(boxes[j * 4 + 2] - boxes[j * 4]) * f32(boxes[j * 4 + 3] - boxes[j * 4 + 1]));
+  const union = f32(f32(area + areaJ) - inter);
+  return union > 0 ? f32(inter / union) : 0;
+}
+
+/** Greedy NMS over candidate indices `idx` (all one class); kept indices, best first. */
+function nms(boxes, scores, idx, threshold) {
+  const order = stableOrderDescending(scores, idx);
+  const suppressed = new Uint8Array(order.length);
+  const keep = [];
+  for (let p = 0; p < order.length; p += 1) {
+    if (suppressed[p]) continue;
+    keep.push(order[p]);
+    for (let q = p + 1; q < order.length; q += 1) {
+      if (iou(boxes, order[p], order[q]) > threshold) suppressed[q] = 1;
+    }
+  }
+  return keep;
+}
+
+function toArray(x) {
+  if (x == null) return x;
+  if (ArrayBuffer.isView(x)) return x;
+  if (Array.isArray(x)) return Float32Array.from(x.flat(Infinity));
+  throw new Error('nanodet: decode() takes typed arrays (await tensor.data() first)');
+}
+
+/**
+ * Detections from raw head outputs {cls_pred_stride_S: [HW*C], dis_pred_stride_S: [HW*4(reg_max+1)]}
+ * (typed arrays, batch of one), as nanodet_ref.decode.decode computes them.
+ * Boxes are in input-tensor pixels, or in image pixels when `warp` (image -> input, 3x3 row-major) and
+ * `imageWidth`/`imageHeight` are given. Options override the config's thresholds.
+ */
+export function decode(outputs, options = {}, cfg = config) {
+  cfg = requireConfig(cfg);
+  const scoreThreshold = f32(options.scoreThreshold ?? cfg.scoreThreshold);
+  const iouThreshold = f32(options.iouThreshold ?? cfg.nmsIou);
+  const maxDetections = options.maxDetections ?? cfg.maxDetections;
+  const C = cfg.numClasses;
+  // Candidates over all levels, in the reference's order (level, then top-k rank).
+  const candBoxes = [];
+  const candScores = [];
+  const candLabels = [];
+  const allBoxes = [];
+  for (const stride of cfg.strides) {
+    const scores = toArray(outputs[`cls_pred_stride_${stride}`]);
+    const logits = toArray(outputs[`dis_pred_stride_${stride}`]);
+    if (scores == null || logits == null) throw new Error(`nanodet: outputs for stride ${stride} missing`);
+    const { rows, boxes } = levelCandidates(scores, logits, stride, cfg);
+    rows.forEach((r, k) => {
+      for (let c = 0; c < C; c += 1) {
+        const s = scores[r * C + c];
+        if (s > scoreThreshold) {
+          candBoxes.push(allBoxes.length / 4 + k);
+          candScores.push(s);
+          candLabels.push(c);
+        }
+      }
+    });
+    for (const v of boxes) allBoxes.push(v);
+  }
+  const boxes = new Float32Array(candBoxes.length * 4);
+  candBoxes.forEach((b, k) => { for (let j = 0; j < 4; j += 1) boxes[k * 4 + j] = allBoxes[b * 4 + j]; });
+  const byLabel = new Map();
+  candLabels.forEach((label, k) => {
+    if (!byLabel.has(label)) byLabel.set(label, []);
+    byLabel.get(label).push(k);
+  });
+  let kept = [];
+  for (const label of [...byLabel.keys()].sort((a, b) => a - b)) {
+    kept = kept.concat(nms(boxes, candScores, byLabel.get(label), iouThreshold));
+  }
+  kept = stableOrderDescending(candScores, kept).slice(0, maxDetections);
+  const inv = options.warp ? invert3x3(options.warp) : null;
+  return kept.map((k) => {
+    let box = [boxes[k * 4], boxes[k * 4 + 1], boxes[k * 4 + 2], boxes[k * 4 + 3]];
+    if (inv && options.imageWidth && options.imageHeight) box = mapBox(box, inv, options.imageWidth, options.imageHeight);
+    const label = candLabels[k];
+    return { box, score: candScores[k], label, className: cfg.classNames[label] };
+  });
+}
+
+/** Map a box through a 3x3 matrix (its four corners, then min/max), clipped to the image. */
+function mapBox([x1, y1, x2, y2], m, width, height) {
+  const xs = [];
+  const ys = [];
+  for (const [x, y] of [[x1, y1], [x2, y2], [x2, y1], [x1, y2]]) {
+    const z = m[6] * x + m[7] * y + m[8];
+    xs.push((m[0] * x + m[1] * y + m[2]) / z);
+    ys.push((m[3] * x + m[4] * y + m[5]) / z);
+  }
+  const clip = (v, hi) => Math.min(hi, Math.max(0, v));
+  return [clip(Math.min(...xs), width), clip(Math.min(...ys), height),
+    clip(Math.max(...xs), width), clip(Math.max(...ys), height)];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Loading and running the model.
+// ---------------------------------------------------------------------------------------------------------
+
+async function importTf() {
+  // No tf given: the npm packages (tfjs-core + tfjs-converter, and a backend if installed).
+  const core = await import('@tensorflow/tfjs-core');
+  const converter = await import('@tensorflow/tfjs-converter');
+  for (const backend of ['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']) {
+    try { await import(backend); } catch { /* optional */ }
+  }
+  return { ...core, loadGraphModel: converter.loadGraphModel };
+}
+
+function isFileLocation(url) {
+  if (url instanceof URL) return url.protocol === 'file:';
+  return !/^[a-z][a-z0-9+.-]*:\/\//i.test(String(url)) || String(url).startsWith('file://');
+}
+
+/** An IO handler reading model.json and its weight shards from disk (Node; no tfjs-node needed). */
+async function nodeFileHandler(tf, location) {
+  const fs = await import('node:fs/promises');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const file = (location instanceof URL || String(location).startsWith('file://'))
+    ? fileURLToPath(location) : String(location);
+  return {
+    load: async () => {
+      const json = JSON.parse(await fs.readFile(file, 'utf8'));
+      return tf.io.getModelArtifactsForJSON(json, async (manifest) => {
+        const specs = [];
+        const parts = [];
+        for (const group of manifest) {
+          for (const p of group.paths) {
+            const buf = await fs.readFile(path.join(path.dirname(file), decodeURIComponent(p)));
+            parts.push(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+          }
+          specs.push(...group.weights);
+        }
+        return [specs, tf.io.concatenateArrayBuffers(parts)];
+      });
+    },
+  };
+}
+
+/** The detector returned by load(). */
+export class Detector {
+  constructor(tf, model, cfg) {
+    this.tf = tf;
+    this.model = model;
+    this.config = cfg;
+    // cfg.outputs: signature name -> the artifact's tensor name, or {name, transpose} (to [1, HW, C]).
+    this.signatureNames = Object.keys(cfg.outputs);
+    const targets = this.signatureNames.map((k) => cfg.outputs[k]);
+    this.outputTensorNames = targets.map((t) => (typeof t === 'string' ? t : t.name));
+    this.transposes = targets.map((t) => (typeof t === 'string' ? null : t.transpose || null));
+    this.useAsync = false;
+  }
+
+  /** Raw outputs {signature name: Float32Array} for an input Float32Array in `layout` (default: the model's). */
+  async infer(input, layout = this.config.inputLayout) {
+    const { tf } = this;
+    const cfg = this.config;
+    const [W, H] = [cfg.inputWidth, cfg.inputHeight];
+    const x = tf.tidy(() => {
+      const t = tf.tensor(input, layout === 'NCHW' ? [1, 3, H, W] : [1, H, W, 3], 'float32');
+      if (layout === cfg.inputLayout) return t;
+      return tf.transpose(t, layout === 'NCHW' ? [0, 2, 3, 1] : [0, 3, 1, 2]);
+    });
+    let outs = [];
+    try {
+      const feeds = { [cfg.inputName]: x };
+      if (!this.useAsync) {
+        try {
+          outs = this.model.execute(feeds, this.outputTensorNames);
+        } catch (err) {
+          if (!/executeAsync|dynamic/i.test(String(err && err.message))) throw err;
+          this.useAsync = true;
+        }
+      }
+      if (this.useAsync) outs = await this.model.executeAsync(feeds, this.outputTensorNames);
+      if (!Array.isArray(outs)) outs = [outs];
+      outs = outs.map((t, i) => {
+        if (!this.transposes[i]) return t;
+        const moved = tf.transpose(t, this.transposes[i]);
+        t.dispose();
+        return moved;
+      });
+      const values = await Promise.all(outs.map((t) => t.data()));
+      const result = {};
+      this.signatureNames.forEach((name, i) => { result[name] = values[i]; });
+      return result;
+    } finally {
+      x.dispose();
+      for (const t of outs) t.dispose();
+    }
+  }
+
+  /** Preprocess an image for this model (see preprocess()). */
+  async preprocess(image) {
+    return preprocess(await toPixels(image), this.config);
+  }
+
+  /** Decode raw outputs (see decode()). */
+  decode(outputs, options = {}) {
+    return decode(outputs, options, this.config);
+  }
+
+  /** Detections [{box: [x1, y1, x2, y2] in image pixels, score, label, className}], best first. */
+  async detect(image, options = {}) {
+    const pre = await this.preprocess(image);
+    const outputs = await this.infer(pre.input);
+    return decode(outputs, { ...options, warp: pre.warp, imageWidth: pre.width, imageHeight: pre.height },
+      this.config);
+  }
+
+  dispose() {
+    if (this.model) this.model.dispose();
+    this.model = null;
+  }
+}
+
+/**
+ * Load the model. `modelUrl`: the model.json (a URL in browsers; a path or file:// URL in Node; default:
+ * the model.json beside this file). Options: `tf` (the TensorFlow.js namespace with loadGraphModel; default:
+ * imported from the npm packages), `backend` ('wasm', 'webgl', 'cpu': set before loading), `warmup` (one
+ * run on zeros, default true).
+ */
+export async function load(modelUrl, options = {}) {
+  const cfg = requireConfig(options.config || config);
+  const tf = options.tf || await importTf();
+  if (typeof tf.loadGraphModel !== 'function') {
+    throw new Error('nanodet: options.tf must include loadGraphModel (tfjs-converter)');
+  }
+  if (options.backend) {
+    if (!(await tf.setBackend(options.backend))) throw new Error(`nanodet: backend '${options.backend}' unavailable`);
+  }
+  await tf.ready();
+  const location = modelUrl || new URL(`./${cfg.modelFile}`, import.meta.url);
+  const handler = IS_NODE && isFileLocation(location) ? await nodeFileHandler(tf, location) : String(location);
+  const model = await tf.loadGraphModel(handler);
+  const detector = new Detector(tf, model, cfg);
+  if (options.warmup !== false) await detector.infer(new Float32Array(3 * cfg.inputWidth * cfg.inputHeight));
+  return detector;
+}

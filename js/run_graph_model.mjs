@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+// Run a TFJS graph model from disk in Node, on a whole batch of inputs, with TFJS's own kernels.
+//
+// Why: TFJS artifacts are validated by running TFJS itself (wasm or cpu backend), never by re-running TF.
+// No tfjs-node (it cannot install offline): the model is read with fs through a custom IO handler.
+//
+// Usage:
+//   node js/run_graph_model.mjs --model DIR/model.json --input in.ndtb --output out.ndtb
+//        [--backend wasm|cpu] [--outputs name1,name2] [--warmup N]
+//
+// Tensor bundle format (.ndtb), the same for input and output files:
+//   8 bytes magic "NDTB0001", uint32 LE header length L, 4 zero bytes, L bytes of UTF-8 JSON header,
+//   then the data section (the header length is padded so the data starts at an 8-byte boundary).
+//   header = {"items": [{"tensors": [{"name", "dtype": "float32"|"int32"|"uint8", "shape": [...],
+//             "offset": bytes from the data start, "nbytes"}]}, ...], "meta": {...}}
+//   Input file: one item per inference (its tensors are the feeds by TFJS input name).
+//   Output file: one item per inference (tensors by output name); meta has the backend and timings in ms.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const MAGIC = 'NDTB0001';
+
+function fail(message, code = 2) {
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const args = { backend: 'wasm', warmup: 0, outputs: null };
+  for (let i = 0; i < argv.length; i += 1) {
+    const key = argv[i];
+    const value = argv[i + 1];
+    if (!key.startsWith('--') || value === undefined) fail(`bad argument '${key}' (see the usage in run_graph_model.mjs)`);
+    const name = key.slice(2);
+    if (!['model', 'input', 'output', 'backend', 'outputs', 'warmup'].includes(name)) fail(`unknown option ${key}`);
+    args[name] = value;
+    i += 1;
+  }
+  for (const need of ['model', 'input', 'output']) if (!args[need]) fail(`--${need} is required`);
+  if (!['wasm', 'cpu'].includes(args.backend)) fail(`--backend must be wasm or cpu, got '${args.backend}'`);
+  args.warmup = Number.parseInt(args.warmup, 10) || 0;
+  args.outputs = args.outputs ? args.outputs.split(',').filter(Boolean) : null;
+  return args;
+}
+
+function readBundle(file) {
+  const buf = fs.readFileSync(file);
+  if (buf.length < 16 || buf.toString('latin1', 0, 8) !== MAGIC) fail(`${file}: not a tensor bundle (bad magic)`);
+  const headerLength = buf.readUInt32LE(8);
+  const header = JSON.parse(buf.toString('utf8', 16, 16 + headerLength));
+  const dataStart = 16 + headerLength;
+  const ctors = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array };
+  const items = header.items.map((item) => item.tensors.map((t) => {
+    const Ctor = ctors[t.dtype];
+    if (!Ctor) fail(`${file}: unsupported dtype '${t.dtype}' for tensor ${t.name}`);
+    const start = buf.byteOffset + dataStart + t.offset;
+    const copy = buf.buffer.slice(start, start + t.nbytes); // copy: aligned for typed-array views
+    return { name: t.name, dtype: t.dtype, shape: t.shape, values: new Ctor(copy) };
+  }));
+  return { items, meta: header.meta || {} };
+}
+
+function writeBundle(file, items, meta) {
+  const chunks = [];
+  let offset = 0;
+  const headerItems = items.map((tensors) => ({
+    tensors: tensors.map((t) => {
+      const bytes = Buffer.from(t.values.buffer, t.values.byteOffset, t.values.byteLength);
+      const entry = { name: t.name, dtype: t.dtype, shape: t.shape, offset, nbytes: bytes.length };
+      chunks.push(bytes);
+      const pad = (8 - (bytes.length % 8)) % 8;
+      if (pad) chunks.push(Buffer.alloc(pad));
+      offset += bytes.length + pad;
+      return entry;
+    }),
+  }));
+  let headerText = JSON.stringify({ items: headerItems, meta });
+  const total = 16 + Buffer.byteLength(headerText);
+  headerText += ' '.repeat((8 - (total % 8)) % 8);
+  const header = Buffer.from(headerText, 'utf8');
+  const prefix = Buffer.alloc(16);
+  prefix.write(MAGIC, 0, 'latin1');
+  prefix.writeUInt32LE(header.length, 8);
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, Buffer.concat([prefix, header, ...chunks]));
+  fs.renameSync(tmp, file);
+}
+
+// IO handler: model.json + its weight shards, read with fs and concatenated in manifest order.
+function fileHandler(modelJson) {
+  return {
+    async load() {
+      let model;
+      try {
+        model = JSON.parse(fs.readFileSync(modelJson, 'utf8'));
+      } catch (err) {
+        fail(`${modelJson}: cannot read TFJS model.json (${err.message.split('\n')[0]})`);
+      }
+      if (!model.modelTopology || !model.weightsManifest) fail(`${modelJson}: not a TFJS graph model (no modelTopology/weightsManifest)`);
+      const dir = path.dirname(modelJson);
+      const weightSpecs = [];
+      const buffers = [];
+      for (const group of model.weightsManifest) {
+        weightSpecs.push(...group.weights);
+        for (const shard of group.paths) {
+          const shardPath = path.join(dir, shard);
+          if (!fs.existsSync(shardPath)) fail(`${shardPath}: weight shard named in ${modelJson} not found`);
+          buffers.push(fs.readFileSync(shardPath));
+        }
+      }
+      const all = Buffer.concat(buffers);
+      const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
+      return {
+        modelTopology: model.modelTopology,
+        weightSpecs,
+        weightData,
+        format: model.format,
+        generatedBy: model.generatedBy,
+        convertedBy: model.convertedBy,
+        signature: model.signature,
+        userDefinedMetadata: model.userDefinedMetadata,
+        modelInitializer: model.modelInitializer,
+      };
+    },
+  };
+}
+
+async function setBackend(tf, backend) {
+  if (backend === 'wasm') {
+    const wasm = require('@tensorflow/tfjs-backend-wasm');
+    const dist = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep;
+    wasm.setWasmPaths(dist);
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // single-threaded SIMD: reproducible, no workers
+  } else {
+    require('@tensorflow/tfjs-backend-cpu');
+  }
+  const ok = await tf.setBackend(backend);
+  if (!ok) fail(`TFJS backend '${backend}' failed to initialise`);
+  await tf.ready();
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const tf = require('@tensorflow/tfjs-core');
+  const converter = require('@tensorflow/tfjs-converter');
+  await setBackend(tf, args.backend);
+  const modelJson = path.resolve(args.model);
+  if (!fs.existsSync(modelJson)) fail(`${modelJson}: TFJS model.json not found`);
+  const bundle = readBundle(args.input);
+
+  let t0 = performance.now();
+  const model = await converter.loadGraphModel(fileHandler(modelJson));
+  const loadMs = performance.now() - t0;
+  const outputNames = args.outputs || model.outputNodes;
+  let useAsync = false;
+
+  async function infer(tensors) {
+    const feeds = {};
+    for (const t of tensors) feeds[t.name] = tf.tensor(t.values, t.shape, t.dtype === 'uint8' ? 'int32' : t.dtype);
+    let outs;
+    try {
+      if (!useAsync) {
+        try {
+          outs = model.execute(feeds, outputNames);
+        } catch (err) {
+          if (!/executeAsync/.test(String(err && err.message))) throw err;
+          useAsync = true; // graph has dynamic ops (Where, NonMaxSuppression...)
+        }
+      }
+      if (useAsync) outs = await model.executeAsync(feeds, outputNames);
+      if (!Array.isArray(outs)) outs = [outs];
+      const result = [];
+      for (let i = 0; i < outs.length; i += 1) {
+        const o = outs[i];
+        const values = await o.data();
+        const dtype = o.dtype === 'bool' ? 'uint8' : o.dtype;
+        const typed = dtype === 'uint8' ? Uint8Array.from(values) : values;
+        result.push({ name: outputNames[i], dtype, shape: o.shape, values: typed });
+      }
+      return result;
+    } finally {
+      tf.dispose(Object.values(feeds));
+      if (outs) tf.dispose(outs);
+    }
+  }
+
+  const warmupMs = [];
+  for (let i = 0; i < args.warmup && bundle.items.length; i += 1) {
+    t0 = performance.now();
+    await infer(bundle.items[0]);
+    warmupMs.push(performance.now() - t0);
+  }
+  const results = [];
+  const inferMs = [];
+  for (const item of bundle.items) {
+    t0 = performance.now();
+    results.push(await infer(item));
+    inferMs.push(performance.now() - t0);
+  }
+  const meta = {
+    backend: tf.getBackend(),
+    simd: args.backend === 'wasm' ? await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT') : null,
+    threads: args.backend === 'wasm' ? 1 : null,
+    tfjs_version: tf.version_core,
+    execute_async: useAsync,
+    output_names: outputNames,
+    input_names: model.inputNodes,
+    load_ms: loadMs,
+    warmup_ms: warmupMs,
+    infer_ms: inferMs,
+  };
+  writeBundle(args.output, results, meta);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => fail(String(err && err.message ? err.message : err).split('\n')[0], 1));
+}

@@ -1,0 +1,223 @@
+"""Equivalence tests of the export patches (patches/pan_resample_opset10.py, patches/resize_half_pixel.py),
+each with a counterpart showing what goes wrong without the patch."""
+from __future__ import annotations
+
+import copy
+import io
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import patches
+from nanodet_ref.config import load_config
+from nanodet_ref.errors import UserError
+from nanodet_ref.pan import PAN, BilinearResize
+from patches import pan_resample_opset10 as pan_patch
+from patches import resize_half_pixel
+
+EXACT = 1e-5
+
+
+def _max_diff(a, b) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
+
+def test_registered():
+    assert patches.TORCH_PATCHES["pan_resample_opset10"] is pan_patch
+    assert patches.ONNX_PATCHES["resize_half_pixel"] is resize_half_pixel
+
+
+@pytest.mark.parametrize("hw", [(13, 13), (26, 26), (10, 10), (7, 12), (1, 5), (2, 2)])
+def test_conv_upsample_equals_bilinear_x2(hw):
+    x = torch.randn(2, 5, *hw, generator=torch.Generator().manual_seed(1)) * 10
+    with torch.no_grad():
+        want, got = BilinearResize(2.0)(x), pan_patch.ConvUpsample()(x)
+    assert got.shape == want.shape
+    assert _max_diff(got, want) < EXACT
+
+
+@pytest.mark.parametrize("hw", [(52, 52), (26, 26), (40, 40), (13, 13), (6, 9)])
+def test_avgpool_equals_bilinear_x05(hw):
+    x = torch.randn(2, 5, *hw, generator=torch.Generator().manual_seed(2)) * 10
+    with torch.no_grad():
+        want, got = BilinearResize(0.5)(x), pan_patch.AvgPoolDownsample()(x)
+    assert got.shape == want.shape
+    assert _max_diff(got, want) < EXACT
+
+
+def test_check_refuses_a_replacement_that_differs():
+    with pytest.raises(UserError, match="pan_resample_opset10"):
+        pan_patch._check_equal(BilinearResize(2.0), nn.Upsample(scale_factor=2.0, mode="nearest"), [(4, 4)], "x2")
+
+
+def test_apply_refuses_a_model_without_the_pan_resamplers():
+    cfg = load_config("m-416")
+    with pytest.raises(UserError, match="fpn"):
+        pan_patch.apply(nn.Sequential(), cfg, 10)
+    model = nn.Module()
+    model.fpn = nn.Module()
+    model.fpn.upsample, model.fpn.downsample = BilinearResize(3.0), BilinearResize(0.5)
+    with pytest.raises(UserError, match="upsample"):
+        pan_patch.apply(model, cfg, 10)
+
+
+class _PanOnly(nn.Module):
+    """The real PAN class (small channels) with three pyramid inputs sliced from one tensor."""
+
+    def __init__(self, pan):
+        super().__init__()
+        self.pan = pan
+        self.fpn = pan  # apply() looks for model.fpn
+
+    def forward(self, x):  # x: [1, 8, 16, 16] -> levels 16x16, 8x8, 4x4
+        feats = [x[:, :4], nn.functional.avg_pool2d(x[:, 4:6], 2), nn.functional.avg_pool2d(x[:, 6:8], 4)]
+        return tuple(self.pan(feats))
+
+
+class _TinyCfg:
+    def feature_sizes(self):
+        return [(16, 16), (8, 8), (4, 4)]
+
+
+def _tiny_pan():
+    torch.manual_seed(0)
+    return _PanOnly(PAN([4, 2, 2], 3)).eval()
+
+
+def _onnx_run(model: nn.Module, x: np.ndarray, opset: int) -> list[np.ndarray]:
+    buf = io.BytesIO()
+    torch.onnx.export(model, torch.from_numpy(x), buf, dynamo=False, opset_version=opset,
+                      input_names=["input"])
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})
+
+
+def test_opset10_onnxruntime_needs_the_patch():
+    """Without the patch onnxruntime runs the opset-10 Resize 'asymmetric' and disagrees with PyTorch."""
+    model = _tiny_pan()
+    x = np.random.default_rng(0).normal(size=(1, 8, 16, 16)).astype(np.float32) * 5
+    with torch.no_grad():
+        want = [t.numpy() for t in model(torch.from_numpy(x))]
+    unpatched = _onnx_run(model, x, 10)
+    assert max(_max_diff(a, b) for a, b in zip(unpatched, want)) > 1e-3
+    patched_model = pan_patch.apply(copy.deepcopy(model), _TinyCfg(), 10)
+    assert isinstance(model.fpn.upsample, BilinearResize)  # the model given is changed, not the original
+    ops = {n.op_type for n in onnx.load_from_string(_export_bytes(patched_model, x, 10)).graph.node}
+    assert "Pad" not in ops and not any(
+        n.op_type == "Resize" and b"linear" in [a.s for a in n.attribute]
+        for n in onnx.load_from_string(_export_bytes(patched_model, x, 10)).graph.node)
+    patched = _onnx_run(patched_model, x, 10)
+    assert max(_max_diff(a, b) for a, b in zip(patched, want)) < EXACT
+
+
+def _export_bytes(model, x, opset):
+    buf = io.BytesIO()
+    torch.onnx.export(model, torch.from_numpy(x), buf, dynamo=False, opset_version=opset, input_names=["input"])
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_real_model_real_image_opset10(shared):
+    """m-416 with its real checkpoint on a real COCO image: PyTorch patched == unpatched; opset-10 ONNX too."""
+    from nanodet_ref.checkpoint import load_weights
+    from nanodet_ref.model import build_model, output_names, run_model
+    from nanodet_ref.preprocess import preprocess_file
+
+    cfg = load_config("m-416")
+    model = build_model(cfg)
+    load_weights(model, cfg)
+    image = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[0]
+    x, _, _ = preprocess_file(image, cfg)
+    want = run_model(model, x)
+    patched = pan_patch.apply(copy.deepcopy(model), cfg, 10)
+    got = run_model(patched, x)
+    assert max(_max_diff(got[k], want[k]) for k in want) < EXACT
+    buf = io.BytesIO()
+    torch.onnx.export(patched, torch.from_numpy(x), buf, dynamo=False, opset_version=10, input_names=["input"],
+                      output_names=output_names(cfg.strides))
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    outs = dict(zip(output_names(cfg.strides), sess.run(None, {"input": x})))
+    # whole-network float32 reordering in onnxruntime: the same bound the validation uses (raw_atol 1e-4)
+    assert max(_max_diff(outs[k], want[k]) for k in want) < 1e-4
+
+
+# ---------------------------------------------------------------- resize_half_pixel
+
+
+def _resize_model(mode: str, in_hw, scales) -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+    node = helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode="linear",
+                            coordinate_transformation_mode=mode, name="resize")
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, *in_hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, *(int(n * s) for n, s in zip(in_hw, scales))])],
+        initializer=[helper.make_tensor("roi", TensorProto.FLOAT, [0], []),
+                     helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, *scales])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def _mode(model):
+    return [a.s for a in model.graph.node[0].attribute if a.name == "coordinate_transformation_mode"][0]
+
+
+@pytest.mark.parametrize("in_hw,scales", [((13, 13), (2.0, 2.0)), ((52, 52), (0.5, 0.5)), ((5, 7), (2.0, 0.5)),
+                                          ((1, 6), (1.0, 2.0))])
+def test_resize_rewrite_is_exact(in_hw, scales):
+    model = _resize_model("pytorch_half_pixel", in_hw, scales)
+    out, report = resize_half_pixel.rewrite(model, None)
+    assert report["changed"] == ["resize"] and _mode(out) == b"half_pixel"
+    assert _mode(model) == b"pytorch_half_pixel"  # input left untouched
+    x = np.random.default_rng(3).normal(size=(1, 2, *in_hw)).astype(np.float32)
+    assert _max_diff(_ort(out, x), _ort(model, x)) < 1e-6
+
+
+def test_resize_rewrite_keeps_length_one_outputs():
+    """2 -> 1 on an axis: the modes really differ there, so the node must be kept."""
+    model = _resize_model("pytorch_half_pixel", (2, 2), (0.5, 0.5))
+    x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    forced = _resize_model("half_pixel", (2, 2), (0.5, 0.5))
+    assert _max_diff(_ort(forced, x), _ort(model, x)) > 0.1
+    out, report = resize_half_pixel.rewrite(model, None)
+    assert report["changed"] == [] and report["kept"][0]["node"] == "resize"
+    assert _mode(out) == b"pytorch_half_pixel"
+
+
+def test_resize_rewrite_on_torch_export_matches_pytorch():
+    """A real PyTorch bilinear module exported at opset 11, its mode forced to pytorch_half_pixel as older
+    exporters wrote it: after the rewrite onnxruntime still reproduces PyTorch."""
+    model = _tiny_pan()
+    x = np.random.default_rng(4).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    proto = onnx.load_from_string(_export_bytes(model, x, 11))
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Resize" and attr.name == "coordinate_transformation_mode":
+                attr.s = b"pytorch_half_pixel"
+    out, report = resize_half_pixel.rewrite(proto, None)
+    assert len(report["changed"]) == 4 and not report["kept"]
+    with torch.no_grad():
+        want = [t.numpy() for t in model(torch.from_numpy(x))]
+    got = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert max(_max_diff(a, b) for a, b in zip(got, want)) < EXACT
+
+
+@pytest.mark.slow
+def test_onnx_tf_rejects_pytorch_half_pixel_but_converts_the_rewrite():
+    from converters import tf_compat
+    tf_compat.install()
+    from onnx_tf.backend import prepare
+
+    model = _resize_model("pytorch_half_pixel", (6, 6), (2.0, 2.0))
+    x = np.random.default_rng(5).normal(size=(1, 2, 6, 6)).astype(np.float32)
+    with pytest.raises(Exception, match="(?i)pytorch_half_pixel|not supported|coordinate"):
+        prepare(model).run(x)
+    out, _ = resize_half_pixel.rewrite(model, None)
+    got = np.asarray(prepare(out).run(x)[0])
+    assert _max_diff(got, _ort(model, x)) < 1e-5

@@ -1,0 +1,168 @@
+"""What the converter pipeline (and the CLI) calls: validate an artifact folder against the PyTorch reference.
+
+``validate_artifacts(artifact_dir, cfg, images=None, annotations=None)`` reads manifest.json for the stages'
+io specs and the weights provenance, rebuilds the reference with the same weights (checkpoint by sha256, or the
+seed), runs every stage present on the same tensors and writes ``validation.json``, ``report.md`` and
+``pictures/`` into the folder. ``validate_foreign`` does the same for a TFJS model the toolkit did not make.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from nanodet_ref.errors import UserError
+
+from . import artifacts as art
+from .dataset import SHARED_SET, load_batch, resolve_images
+from .evaluate import evaluate_stages, order_stages, tolerances
+from .report import console_table, write_report
+from .runners.tfjs_node import TfjsNodeRunner
+
+
+def _log_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def reference_runner(cfg, prov: dict, checkpoint=None):
+    """PyTorch with the artifact's weights: the checkpoint whose sha256 the manifest records, or the seed."""
+    from .runners.pytorch import TorchRunner
+
+    if prov.get("kind") == "random":
+        return _random_runner(cfg, int(prov.get("seed", 0)))
+    if prov.get("kind") == "checkpoint":
+        return TorchRunner.from_config(cfg, checkpoint=art.reference_checkpoint(prov, cfg, checkpoint))
+    return TorchRunner.from_config(cfg, checkpoint=checkpoint, seed=int(cfg.toolkit.get("seed", 0) or 0))
+
+
+def _random_runner(cfg, seed: int):
+    """Seeded random weights even where the config names a checkpoint that exists (the artifact used random)."""
+    from nanodet_ref.checkpoint import random_init, warn_random
+    from nanodet_ref.model import build_model
+
+    from .runners.pytorch import TorchRunner
+
+    warn_random(seed, f"the artifact of {cfg.name} was converted from random weights (manifest)")
+    model = build_model(cfg)
+    random_init(model, seed)
+    return TorchRunner(model, {"weights": f"random (seed {seed})", "kind": "random", "seed": seed})
+
+
+def build_stage_runners(artifact_dir: Path, manifest: dict, cfg, tfjs_backend: str = "wasm",
+                        only: list[str] | None = None) -> tuple[dict, dict]:
+    """({stage name: runner}, {stage name: quantization or None}) for the stages present in the folder."""
+    runners, quantized = {}, {}
+    for name, path in art.present_stages(artifact_dir, manifest).items():
+        if only and name not in only:
+            continue
+        io = art.stage_io_spec(manifest, name, path, cfg)
+        if name in ("onnx", "onnx_sim"):
+            from .runners.onnxruntime_runner import OnnxRunner
+            runners[name] = OnnxRunner(path, io, name=name)
+        elif name == "saved_model":
+            from .runners.saved_model import SavedModelRunner
+            runners[name] = SavedModelRunner(path, io, name=name)
+        elif name == "tfjs":
+            runners[name] = TfjsNodeRunner(path, io, backend=tfjs_backend, name=name)
+            quantized[name] = art.tfjs_quantization(path)
+        else:
+            continue
+        quantized.setdefault(name, None)
+    return runners, quantized
+
+
+def _annotations(image_set, cfg):
+    if image_set.annotations is None:
+        return None
+    from .coco_ap import CocoAnnotations
+
+    ann = CocoAnnotations(image_set.annotations)
+    if len(ann.category_ids) < cfg.num_classes:
+        raise UserError(f"{image_set.annotations}: {len(ann.category_ids)} categories but the model has "
+                        f"{cfg.num_classes} classes")
+    if not any(ann.image_id(p.name) is not None for p in image_set.paths):
+        raise UserError(f"{image_set.annotations}: none of the {len(image_set.paths)} images is in this file")
+    return ann
+
+
+def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized: dict, images=None,
+                   annotations=None, extra: dict | None = None, json_name: str = "validation.json",
+                   md_name: str | None = "report.md", pictures: int = 3, limit: int | None = None,
+                   write: bool = True, log=_log_stderr) -> dict:
+    image_set = resolve_images(images, annotations, limit)
+    ann = _annotations(image_set, cfg)
+    batch = load_batch(image_set, cfg)
+    shared_default = images is None and image_set.source.startswith("shared:")
+    prov = getattr(reference, "provenance", {}) or {}
+    t0 = time.perf_counter()
+    stages, dets = evaluate_stages(cfg, batch, reference, stage_runners, ann, quantized,
+                                   reference_ap_applies=shared_default and annotations is None and limit is None
+                                   and prov.get("kind") == "checkpoint", log=log)
+    report = {
+        "schema": 1,
+        "model": cfg.name,
+        "weights": prov.get("weights", "unknown"),
+        "weights_provenance": prov,
+        "images": len(image_set.paths),
+        "image_source": image_set.source,
+        "image_files": [p.name for p in image_set.paths],
+        "annotations": image_set.annotations.name if image_set.annotations else None,
+        "tolerances": tolerances(cfg),
+        "stages": {n: stages[n] for n in order_stages(stages)},
+        "pass": all(s.get("pass") for s in stages.values()),
+        "passed": all(s.get("pass") for s in stages.values()),  # alias read by converters.cli
+        "warnings": list(image_set.warnings),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if extra:
+        report.update(extra)
+    if write:
+        write_report(Path(out_dir), report, dets, image_set.paths, cfg.class_names, json_name, md_name, pictures)
+    log(console_table(report))
+    return report
+
+
+def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_backend: str = "wasm",
+                       checkpoint=None, stages: list[str] | None = None, json_name: str = "validation.json",
+                       md_name: str | None = "report.md", pictures: int = 3, limit: int | None = None,
+                       write: bool = True, log=_log_stderr) -> dict:
+    """Validate every stage found in ``artifact_dir``; returns the report dict (also written to the folder)."""
+    artifact_dir = Path(artifact_dir)
+    if not artifact_dir.is_dir():
+        raise UserError(f"{artifact_dir}: artifact folder not found (convert first)")
+    manifest = art.read_manifest(artifact_dir)
+    if not manifest:
+        log(f"[validate] WARNING: {artifact_dir}/manifest.json absent: conventional file names, "
+            f"the config's weights")
+    runners, quantized = build_stage_runners(artifact_dir, manifest, cfg, tfjs_backend, stages)
+    if not runners:
+        raise UserError(f"{artifact_dir}: no stage artifacts found (model.onnx, model.sim.onnx, saved_model/, "
+                        f"tfjs/model.json)")
+    prov = art.weights_provenance(manifest)
+    reference = reference_runner(cfg, prov, checkpoint)
+    extra = {"artifact": artifact_dir.name, "tfjs_backend": tfjs_backend if "tfjs" in runners else None}
+    return run_validation(artifact_dir, cfg, reference, runners, quantized, images, annotations, extra,
+                          json_name, md_name, pictures, limit, write, log)
+
+
+def validate_foreign(tfjs_dir, cfg, io_spec, out_dir, images=None, annotations=None, tfjs_backend: str = "wasm",
+                     checkpoint=None, seed: int | None = None, limit: int | None = None, command: str | None = None,
+                     log=_log_stderr) -> dict:
+    """A TFJS graph model made elsewhere, against the reference of ``cfg`` (its checkpoint or ``checkpoint``)."""
+    from .runners.pytorch import TorchRunner
+
+    model_json = Path(tfjs_dir)
+    if model_json.is_dir():
+        jsons = sorted(model_json.glob("*.json"))
+        model_json = model_json / "model.json" if (model_json / "model.json").is_file() else \
+            (jsons[0] if len(jsons) == 1 else model_json / "model.json")
+    if not model_json.is_file():
+        raise UserError(f"--tfjs {tfjs_dir}: no TFJS model.json found")
+    runner = TfjsNodeRunner(model_json, io_spec, backend=tfjs_backend, name="tfjs")
+    reference = TorchRunner.from_config(cfg, checkpoint=checkpoint,
+                                        seed=int(seed if seed is not None else cfg.toolkit.get("seed", 0) or 0))
+    extra = {"artifact": str(model_json.parent.name), "foreign": True, "io_spec": io_spec.to_dict(),
+             "tfjs_backend": tfjs_backend, "command": command}
+    return run_validation(out_dir, cfg, reference, {"tfjs": runner}, {"tfjs": art.tfjs_quantization(model_json)},
+                          images, annotations, extra, limit=limit, log=log)

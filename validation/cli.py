@@ -1,0 +1,207 @@
+"""Command line: ``python -m validation.cli validate | check | foreign``.
+
+validate  run every stage of an artifact folder against PyTorch; writes validation.json, report.md, pictures/
+check     CI regression check without re-conversion: manifest sha256 of every file, then a fresh validation
+          (written to check.json) compared with the accepted validation.json; exit 1 naming stage and metric
+foreign   validate a TFJS model the toolkit did not make, given an io spec or a preset
+Exit codes: 0 pass, 1 validation failure or regression, 2 bad input (``error: <message>``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from nanodet_ref.errors import UserError
+from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir, shared_path
+
+from .runners.tfjs_node import BACKENDS
+
+
+class ValidationFailed(Exception):
+    pass
+
+
+def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
+    p.add_argument("--model", help="model name (configs/NAME.yml), e.g. m-416")
+    p.add_argument("--config", help="path to a NanoDet config (upstream schema)")
+    p.add_argument("--checkpoint", help="checkpoint the reference loads (default: the artifact's, by sha256)")
+    p.add_argument("--images", help="folder of images (default: the shared 40 COCO images)")
+    p.add_argument("--annotations", help="COCO instances JSON for AP (default: the shared set's)")
+    if artifacts:
+        p.add_argument("--artifacts", help="artifact folder, or the root holding <model>/ (default: artifacts/)")
+    p.add_argument("--tfjs-backend", default="wasm", choices=BACKENDS, help="TFJS backend in Node (default wasm)")
+    p.add_argument("--limit", type=int, help="only the first N images (quick runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m validation.cli", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="validate an artifact folder against PyTorch")
+    _common(v)
+    v.add_argument("--stages", help="comma-separated subset of onnx,onnx_sim,saved_model,tfjs")
+    c = sub.add_parser("check", help="regression check of converted artifacts (no re-conversion)")
+    _common(c)
+    c.add_argument("--stages", help="check only these stages (comma-separated); file hashes are always verified")
+    f = sub.add_parser("foreign", help="validate a TFJS model the toolkit did not make")
+    _common(f, artifacts=False)
+    f.add_argument("--tfjs", help="folder (or model.json) of the TFJS graph model")
+    f.add_argument("--io-spec", help="io spec as JSON text or a JSON file")
+    f.add_argument("--preset", help="built-in io spec (and model location) of a known artifact, e.g. "
+                                    "vladmandic-nanodet-m")
+    f.add_argument("--out", help="where the report goes (default artifacts/foreign-<name>/)")
+    return parser
+
+
+def _config(args):
+    from nanodet_ref.config import load_config
+
+    if args.model and args.config:
+        raise UserError("give either --model NAME or --config PATH, not both")
+    if not args.model and not args.config:
+        raise UserError("give --model NAME (e.g. m-416) or --config PATH")
+    return load_config(args.model or args.config)
+
+
+def artifact_folder(args, cfg) -> Path:
+    if args.artifacts:
+        root = Path(args.artifacts)
+        if (root / "manifest.json").is_file() or (root / "model.onnx").is_file() or (root / "tfjs").is_dir():
+            return root
+        if (root / cfg.name).is_dir():
+            return root / cfg.name
+        raise UserError(f"--artifacts {root}: neither an artifact folder nor a folder holding {cfg.name}/")
+    folder = artifacts_dir() / cfg.name
+    if not folder.is_dir():
+        raise UserError(f"{folder}: artifact folder not found: convert first "
+                        f"(python -m converters.cli convert --model {cfg.name}) or give --artifacts")
+    return folder
+
+
+def _stages(text):
+    if not text:
+        return None
+    known = ("onnx", "onnx_sim", "saved_model", "tfjs")
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in known]
+    if bad:
+        raise UserError(f"--stages: unknown {', '.join(bad)} (choose from {', '.join(known)})")
+    return names
+
+
+def _failed(report: dict) -> list[str]:
+    return [f"{n}: {f}" for n, s in report["stages"].items() if not s.get("pass") for f in s.get("failures", [])]
+
+
+def cmd_validate(args) -> int:
+    from .api import validate_artifacts
+
+    cfg = _config(args)
+    folder = artifact_folder(args, cfg)
+    report = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend, args.checkpoint,
+                                _stages(args.stages), limit=args.limit)
+    print(f"wrote {folder / 'validation.json'} and report.md", file=sys.stderr)
+    if not report["pass"]:
+        raise ValidationFailed("validation FAILED: " + "; ".join(_failed(report)[:6]))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from . import artifacts as art
+    from .api import validate_artifacts
+    from .evaluate import tolerances
+    from .regression import compare_reports
+
+    cfg = _config(args)
+    folder = artifact_folder(args, cfg)
+    accepted_path = folder / "validation.json"
+    if not accepted_path.is_file():
+        raise UserError(f"{accepted_path}: no accepted figures (run `python -m validation.cli validate` or convert "
+                        f"with validation first)")
+    try:
+        accepted = json.loads(accepted_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{accepted_path}: not valid JSON ({exc.msg})") from None
+    manifest = art.read_manifest(folder)
+    hash_problems = art.verify_hashes(folder, manifest)
+    if not manifest:
+        hash_problems.append("manifest.json absent: file hashes not verified")
+    for p in hash_problems:
+        print(f"[check] {p}", file=sys.stderr)
+    only = _stages(args.stages)
+    current = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend, args.checkpoint,
+                                 only, json_name="check.json", md_name="check.md", pictures=0, limit=args.limit)
+    regressions, notes = compare_reports(accepted, current, tolerances(cfg)["raw_atol"],
+                                         None if only is None else ["pytorch", *only])
+    regressions = [f"manifest: {p}" for p in hash_problems if "absent" not in p] + regressions
+    result = {"accepted": accepted_path.name, "regressions": regressions, "notes": notes,
+              "pass": not regressions}
+    current["regression_check"] = result
+    from .report import atomic_write_text
+    atomic_write_text(folder / "check.json", json.dumps(current, indent=2, default=str) + "\n")
+    for n in notes:
+        print(f"[check] note: {n}", file=sys.stderr)
+    if regressions:
+        raise ValidationFailed("regression: " + "; ".join(regressions[:8]))
+    print(f"[check] {folder.name}: no regression against {accepted_path.name}", file=sys.stderr)
+    return 0
+
+
+def cmd_foreign(args) -> int:
+    from .api import validate_foreign
+    from .runners import PRESETS
+    from .runners.base import IoSpec, load_io_spec
+    from nanodet_ref.model import output_names
+
+    if args.preset and args.io_spec:
+        raise UserError("give --preset or --io-spec, not both")
+    tfjs = args.tfjs
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise UserError(f"--preset: unknown '{args.preset}' (known: {', '.join(PRESETS)})")
+        preset = PRESETS[args.preset]
+        if not args.model and not args.config:
+            args.model = preset["model"]
+        cfg = _config(args)
+        io = IoSpec.from_dict(preset["io_spec"], f"preset {args.preset}", output_names(cfg.strides))
+        if tfjs is None:
+            found = shared_path(*preset["shared_path"])
+            if found is None:
+                raise UserError(f"--preset {args.preset}: its model is in the shared folder, which is absent; "
+                                f"give --tfjs DIR")
+            tfjs = found
+        name = args.preset
+    else:
+        if not args.io_spec:
+            raise UserError("give --io-spec JSON|FILE (or --preset NAME)")
+        if not tfjs:
+            raise UserError("give --tfjs DIR (the TFJS graph model's folder)")
+        cfg = _config(args)
+        io = load_io_spec(args.io_spec, "--io-spec", output_names(cfg.strides))
+        name = Path(tfjs).name if Path(tfjs).is_dir() else Path(tfjs).parent.name
+    out = Path(args.out) if args.out else artifacts_dir() / f"foreign-{name}"
+    command = "python -m validation.cli " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report = validate_foreign(tfjs, cfg, io, out, args.images, args.annotations, args.tfjs_backend,
+                              args.checkpoint, limit=args.limit, command=command)
+    print(f"wrote {out / 'validation.json'} and report.md", file=sys.stderr)
+    if not report["pass"]:
+        raise ValidationFailed("validation FAILED: " + "; ".join(_failed(report)[:6]))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"validate": cmd_validate, "check": cmd_check, "foreign": cmd_foreign}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except ValidationFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Which images a validation runs on, preprocessed once for every stage (identical input tensors).
+
+Default: the shared 40 COCO val2017 images with their official annotations. Without the shared folder, real
+photographs shipped inside the scikit-image wheel (pinned in requirements.lock; read as files, the package is
+never imported) and NO AP: said loudly, and recorded in the report.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nanodet_ref.errors import UserError
+from nanodet_ref.paths import shared_path
+from nanodet_ref.preprocess import preprocess_file
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SHARED_SET = ("data", "coco-val2017-40")
+SHARED_ANNOTATIONS = "annotations/instances_val2017_40.json"
+FALLBACK_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
+
+
+@dataclass
+class ImageSet:
+    paths: list[Path]
+    annotations: Path | None
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    images: ImageSet
+    tensor: np.ndarray  # [N, 3, H, W] float32
+    warps: list[np.ndarray]
+    image_hws: list[tuple[int, int]]
+
+
+def fallback_photos() -> list[Path]:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    data = Path(list(spec.submodule_search_locations)[0]) / "data"
+    return [data / n for n in FALLBACK_PHOTOS if (data / n).is_file()]
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
+        return [folder]
+    if not folder.is_dir():
+        raise UserError(f"--images {folder}: folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise UserError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+    return paths
+
+
+def resolve_images(images=None, annotations=None, limit: int | None = None) -> ImageSet:
+    """Images and annotations to use: given ones, else the shared set, else the packaged fallback photos."""
+    if images is not None:
+        paths = list_images(Path(images))
+        ann = Path(annotations) if annotations else None
+        if ann is not None and not ann.is_file():
+            raise UserError(f"--annotations {ann}: file not found")
+        result = ImageSet(paths, ann, f"{images}")
+    else:
+        folder = shared_path(*SHARED_SET)
+        if folder is not None and (folder / "images").is_dir():
+            ann = Path(annotations) if annotations else folder / SHARED_ANNOTATIONS
+            result = ImageSet(list_images(folder / "images"), ann if ann.is_file() else None,
+                              "shared:" + "/".join(SHARED_SET))
+        else:
+            photos = fallback_photos()
+            if not photos:
+                raise UserError("no images: the shared folder is absent (set NANODET_SHARED) and the fallback "
+                                "photos of scikit-image are not installed (make venv); give --images DIR")
+            msg = ("shared folder absent: validating on %d photographs shipped with scikit-image, "
+                   "WITHOUT annotations, so NO COCO AP is measured" % len(photos))
+            bar = "!" * 78
+            print(f"{bar}\n!! WARNING: {msg}\n{bar}", file=sys.stderr)
+            result = ImageSet(photos, Path(annotations) if annotations else None, "scikit-image sample photos",
+                              [msg])
+    if limit:
+        result.paths = result.paths[:limit]
+    return result
+
+
+def load_batch(images: ImageSet, cfg) -> Batch:
+    tensors, warps, hws = [], [], []
+    for p in images.paths:
+        x, m, hw = preprocess_file(p, cfg)
+        tensors.append(x)
+        warps.append(m)
+        hws.append(tuple(int(v) for v in hw))
+    return Batch(images, np.concatenate(tensors).astype(np.float32), warps, hws)

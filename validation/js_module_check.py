@@ -1,0 +1,223 @@
+"""Check the JavaScript detection module (``tfjs/nanodet.mjs``) that ships with a TFJS artifact, in Node.
+
+Two checks, both with TFJS's own kernels (wasm backend by default):
+
+1. decode parity: every image is preprocessed by the Python reference; Node runs the TFJS model on that exact
+   tensor and hands the raw outputs to the module's ``decode``; the Python reference decoder decodes the same
+   outputs. Same labels in the same order, boxes within 0.5 px, scores within 1e-4.
+2. end to end: the module's ``detect`` on the JPEG files (decoded in JS by jpeg-js, its own keep-ratio warp and
+   normalisation) must give the COCO AP that the reference pipeline gets from the same TFJS model (reference
+   preprocessing with OpenCV + reference decoder) within 0.002.
+
+Why: the module is what JS users run; it re-implements pre- and post-processing, so it must be shown to be the
+reference, not just "look right".  CLI: ``python -m validation.js_module_check --artifact artifacts/m-416``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nanodet_ref.config import load_config
+from nanodet_ref.decode import Detection, decode
+from nanodet_ref.errors import UserError
+from nanodet_ref.model import output_names
+from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
+from nanodet_ref.preprocess import preprocess_file
+
+JS_DIR = PROJECT_ROOT / "js"
+SCRIPT = JS_DIR / "nanodet_module_check.mjs"
+BOX_TOL_PX = 0.5
+SCORE_TOL = 1e-4
+AP_TOL = 0.002
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def node_command() -> list[str]:
+    from validation.runners.tfjs_node import node_executable
+
+    return [node_executable(), str(SCRIPT)]
+
+
+def module_paths(artifact: Path) -> tuple[Path, Path]:
+    """(nanodet.mjs, model json) of an artifact folder (the one holding tfjs/) or of a tfjs folder itself."""
+    artifact = Path(artifact)
+    tfjs = artifact / "tfjs" if (artifact / "tfjs").is_dir() else artifact
+    module = tfjs / "nanodet.mjs"
+    if not module.is_file():
+        raise UserError(f"{tfjs}: no nanodet.mjs (convert the model first, or write it with "
+                        f"converters.js_module.write_js_module)")
+    models = [tfjs / "model.json"] if (tfjs / "model.json").is_file() else sorted(tfjs.glob("*.json"))
+    if len(models) != 1:
+        raise UserError(f"{tfjs}: no TFJS model.json")
+    return module, models[0]
+
+
+def run_node(command: str, module: Path, model: Path, extra: list[str], backend: str = "wasm",
+             timeout: float = 1800) -> None:
+    if not (JS_DIR / "node_modules" / "jpeg-js").is_dir():
+        raise UserError(f"{JS_DIR / 'node_modules'}: npm packages missing: run `make js`")
+    cmd = node_command() + [command, "--module", str(module), "--model", str(model), "--backend", backend] + extra
+    proc = subprocess.run(cmd, cwd=JS_DIR, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"node {SCRIPT.name} {command} failed:\n{proc.stderr.strip()[-3000:]}")
+
+
+def as_detections(items: list[dict]) -> list[Detection]:
+    return [Detection(int(d["label"]), float(d["score"]), tuple(float(v) for v in d["box"])) for d in items]
+
+
+def compare_detections(ref: list[Detection], got: list[Detection]) -> dict:
+    """Same labels in the same order; max box and score differences."""
+    out = {"ref": len(ref), "js": len(got), "same_labels": len(ref) == len(got), "box_max_px": 0.0,
+           "score_max": 0.0}
+    if out["same_labels"]:
+        out["same_labels"] = all(r.label == g.label for r, g in zip(ref, got))
+    if out["same_labels"] and ref:
+        out["box_max_px"] = float(max(np.abs(np.subtract(r.box, g.box)).max() for r, g in zip(ref, got)))
+        out["score_max"] = float(max(abs(r.score - g.score) for r, g in zip(ref, got)))
+    out["ok"] = out["same_labels"] and out["box_max_px"] <= BOX_TOL_PX and out["score_max"] <= SCORE_TOL
+    return out
+
+
+def decode_parity(cfg, module: Path, model: Path, paths: list[Path], work: Path, backend: str = "wasm"):
+    """Check 1. Returns (summary, {image name: reference detections in image pixels})."""
+    items, metas = [], {}
+    for i, p in enumerate(paths):
+        x, warp, hw = preprocess_file(p, cfg)
+        x.astype(np.float32).tofile(work / f"in{i}.f32")
+        items.append({"id": p.name, "input": str(work / f"in{i}.f32"), "warp": warp.ravel().tolist(),
+                      "width": int(hw[1]), "height": int(hw[0])})
+        metas[p.name] = (warp, (int(hw[0]), int(hw[1])))
+    (work / "parity.json").write_text(json.dumps(items))
+    run_node("parity", module, model, ["--list", str(work / "parity.json"), "--out", str(work)], backend)
+    js = json.loads((work / "detections.json").read_text())
+    per_image, reference = {}, {}
+    for p in paths:
+        outputs = {n: np.fromfile(work / f"{p.name}.{n}.f32", np.float32) for n in output_names(cfg.strides)}
+        for s in cfg.strides:  # flat arrays -> [HW, C]
+            outputs[f"cls_pred_stride_{s}"] = outputs[f"cls_pred_stride_{s}"].reshape(-1, cfg.num_classes)
+            outputs[f"dis_pred_stride_{s}"] = outputs[f"dis_pred_stride_{s}"].reshape(-1, 4 * (cfg.reg_max + 1))
+        warp, hw = metas[p.name]
+        ref = decode(outputs, cfg, warp=warp, image_hw=hw)
+        reference[p.name] = ref
+        per_image[p.name] = compare_detections(ref, as_detections(js["detections"][p.name]))
+    bad = sorted(k for k, v in per_image.items() if not v["ok"])
+    summary = {
+        "images": len(paths), "backend": js.get("backend"),
+        "detections": sum(v["ref"] for v in per_image.values()),
+        "box_max_px": max((v["box_max_px"] for v in per_image.values()), default=0.0),
+        "score_max": max((v["score_max"] for v in per_image.values()), default=0.0),
+        "failed_images": bad, "ok": not bad,
+        "tolerances": {"box_px": BOX_TOL_PX, "score": SCORE_TOL},
+    }
+    return summary, reference
+
+
+def js_detect(module: Path, model: Path, paths: list[Path], work: Path, backend: str = "wasm") -> dict:
+    """The module's detect() on image files: JPEGs decoded by jpeg-js, other formats handed over as RGB pixels
+    decoded by OpenCV (jpeg-js reads JPEG only). Returns the Node script's JSON."""
+    import cv2
+
+    from nanodet_ref.preprocess import read_image
+
+    items = []
+    for i, p in enumerate(paths):
+        if p.suffix.lower() in JPEG_SUFFIXES:
+            items.append({"id": p.name, "file": str(p)})
+        else:
+            rgb = cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB)
+            rgb.tofile(work / f"img{i}.rgb")
+            items.append({"id": p.name, "raw": str(work / f"img{i}.rgb"), "width": rgb.shape[1],
+                          "height": rgb.shape[0]})
+    (work / "detect.json").write_text(json.dumps(items))
+    run_node("detect", module, model, ["--list", str(work / "detect.json"), "--out", str(work / "js.json")], backend)
+    return json.loads((work / "js.json").read_text())
+
+
+def recorded_tfjs_ap(artifact: Path) -> float | None:
+    """The tfjs stage's AP recorded by `validate` in validation.json, where present (for the report only)."""
+    path = Path(artifact) / "validation.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    stages = data.get("stages") if isinstance(data, dict) else None
+    entries = stages.items() if isinstance(stages, dict) else \
+        ((s.get("name"), s) for s in stages) if isinstance(stages, list) else []
+    for name, stage in entries:
+        if isinstance(stage, dict) and str(name).startswith("tfjs"):
+            coco = stage.get("coco") or stage.get("ap") or {}
+            value = coco.get("ap") if isinstance(coco, dict) else coco
+            if isinstance(value, (int, float)):
+                return float(value)
+    return None
+
+
+def check_js_module(artifact: Path, cfg, images=None, annotations=None, limit: int | None = None,
+                    backend: str = "wasm") -> dict:
+    """Run both checks; returns a JSON-able summary with ``ok``."""
+    from validation.coco_ap import CocoAnnotations
+    from validation.dataset import resolve_images
+
+    module, model = module_paths(artifact)
+    image_set = resolve_images(images, annotations, limit)
+    result = {"module": str(module), "model": str(model), "images": image_set.source, "backend": backend}
+    with tempfile.TemporaryDirectory(prefix="nanodet-js-check-") as tmp:
+        work = Path(tmp)
+        result["decode_parity"], reference = decode_parity(cfg, module, model, image_set.paths, work, backend)
+        js = js_detect(module, model, image_set.paths, work, backend)
+    js_dets = {k: as_detections(v) for k, v in js["detections"].items()}
+    e2e = {"jpeg_decoder": jpeg_decoder_version(), "detect_ms_mean": js.get("detect_ms_mean")}
+    if image_set.annotations is not None:
+        coco = CocoAnnotations(image_set.annotations)
+        e2e["ap_reference_pipeline"] = coco.evaluate(reference)["ap"]
+        e2e["ap_js_module"] = coco.evaluate(js_dets)["ap"]
+        e2e["ap_diff"] = abs(e2e["ap_js_module"] - e2e["ap_reference_pipeline"])
+        e2e["ap_tolerance"] = AP_TOL
+        e2e["ok"] = e2e["ap_diff"] <= AP_TOL
+    else:
+        e2e["ok"] = None
+        e2e["note"] = "no annotations: AP not measured"
+    recorded = recorded_tfjs_ap(module.parent.parent)
+    if recorded is not None:
+        e2e["ap_tfjs_stage_recorded"] = recorded
+    result["end_to_end"] = e2e
+    result["ok"] = bool(result["decode_parity"]["ok"] and e2e["ok"] is not False)
+    return result
+
+
+def jpeg_decoder_version() -> str:
+    try:
+        return "jpeg-js " + json.loads((JS_DIR / "node_modules" / "jpeg-js" / "package.json").read_text())["version"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return "jpeg-js (not installed)"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m validation.js_module_check", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="m-416", help="model name or config path (default m-416)")
+    ap.add_argument("--artifact", help="artifact folder holding tfjs/ (default artifacts/<model>)")
+    ap.add_argument("--images", help="image folder (default: the shared COCO set)")
+    ap.add_argument("--annotations", help="COCO annotations for --images")
+    ap.add_argument("--limit", type=int, help="first N images only")
+    ap.add_argument("--backend", default="wasm", choices=("wasm", "cpu"))
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.model)
+        artifact = Path(args.artifact) if args.artifact else artifacts_dir() / cfg.name
+        result = check_js_module(artifact, cfg, args.images, args.annotations, args.limit, args.backend)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(result, indent=2))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
