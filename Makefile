@@ -22,7 +22,7 @@ CONVERT_ARGS = $(MODEL_ARGS) $(call opt,--opset,$(OPSET)) $(call opt,--quantize,
 	$(call opt,--backend,$(BACKEND)) $(call opt,--patches,$(PATCHES)) $(if $(filter 1 yes true,$(FORCE)),--force)
 DATA_ARGS = $(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATIONS)) $(call opt,--artifacts,$(ARTIFACTS))
 
-.PHONY: all venv js convert validate check bench test test-fast clean
+.PHONY: all venv js browser js-check convert validate check bench test test-fast clean
 all: convert
 
 venv: $(VENV)/.installed
@@ -37,6 +37,19 @@ js/node_modules/.installed: js/package.json js/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm (Node.js) not found on PATH: install Node.js >= 18" >&2; exit 2; }
 	cd js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# Headless Chromium for the demo-page test (Debian's package; never a browser download). Needs root for apt-get.
+CHROMIUM ?= /usr/bin/chromium
+browser: js
+	@if [ -x "$(CHROMIUM)" ]; then echo "chromium present: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "error: $(CHROMIUM) absent: run 'make browser' as root (it installs Debian's chromium with apt-get)" >&2; exit 2; fi
+
+# The JS module shipped beside tfjs/model.json: decode parity + end-to-end AP in Node (wasm).
+js-check: venv js
+	$(PY) -m validation.js_module_check $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) \
+		$(call opt,--artifact,$(ARTIFACT)) \
+		$(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATIONS))
 
 convert: venv js
 	$(PY) -m converters.cli convert $(CONVERT_ARGS) $(DATA_ARGS)

@@ -60,20 +60,36 @@ def tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def key_parts(stage, ctx: StageContext, inputs: dict) -> dict:
+    return {"inputs": inputs, "options": stage.key_options(ctx),
+            "versions": {p: manifest_mod.package_version(p) for p in stage.PACKAGES},
+            "code": source_hash(stage.code_files(ctx), PROJECT_ROOT)}
+
+
 def compute_key(stage, ctx: StageContext, inputs: dict) -> str:
-    return stage_key(stage=stage.NAME, inputs=inputs, options=stage.key_options(ctx),
-                     versions={p: manifest_mod.package_version(p) for p in stage.PACKAGES},
-                     code=source_hash(stage.code_files(ctx), PROJECT_ROOT))
+    return stage_key(stage=stage.NAME, **key_parts(stage, ctx, inputs))
 
 
-def is_cached(entry: dict | None, key: str, target: Path) -> bool:
-    """The manifest says this stage finished with this key, and its output is still byte-identical."""
-    if not entry or entry.get("key") != key or not target.exists():
-        return False
+def rebuild_reason(entry: dict | None, key: str, parts: dict, target: Path) -> str | None:
+    """None where the stage is cached (same key, output still byte-identical), else why it must run."""
+    if not entry:
+        return "not built yet"
+    if entry.get("key") != key:
+        old = entry.get("key_parts")
+        if not old:
+            return "cache key changed"
+        changed = [name for name in ("inputs", "options", "versions", "code") if old.get(name) != parts[name]]
+        what = {"inputs": "input changed", "options": "options changed", "versions": "package versions changed",
+                "code": "toolkit sources changed"}
+        return ", ".join(what[c] for c in changed) or "cache key changed"
+    if not target.exists():
+        return "output missing"
     try:
-        return digest_of(file_hashes(target)) == entry.get("digest")
+        if digest_of(file_hashes(target)) != entry.get("digest"):
+            return "output modified since it was built"
     except OSError:
-        return False
+        return "output unreadable"
+    return None
 
 
 @contextmanager
@@ -107,13 +123,18 @@ def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path,
     ctx = StageContext(source=source, options=options, artifact_dir=artifact_dir, log=log)
     results: list[StageResult] = []
     inputs = {"config_sha256": source.config_sha256, "weights": source.weights_id}
+    rebuilt_before = False
     try:
         for i, stage in enumerate(stages, 1):
             target = artifact_dir / stage.OUTPUT
-            key = compute_key(stage, ctx, inputs)
+            parts = key_parts(stage, ctx, inputs)
+            key = stage_key(stage=stage.NAME, **parts)
             entry = man.stage(stage.NAME)
-            cached = not force and is_cached(entry, key, target)
-            log(f"[{i}/{len(stages)}] {stage.NAME} -> {stage.OUTPUT} " + ("(cached)" if cached else "..."))
+            reason = "--force" if force else rebuild_reason(entry, key, parts, target)
+            if reason and rebuilt_before:
+                reason = "an earlier stage was rebuilt"
+            cached = reason is None
+            log(f"[{i}/{len(stages)}] {stage.NAME} -> {stage.OUTPUT} " + ("(cached)" if cached else f"... ({reason})"))
             if cached:
                 seconds = 0.0
             else:
@@ -127,7 +148,8 @@ def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path,
                     extras = stage.convert(src, tmp, ctx) or {}
                 seconds = time.perf_counter() - t0
                 hashes = file_hashes(target)
-                entry = {"output": stage.OUTPUT, "key": key, "inputs": inputs, "files": hashes,
+                rebuilt_before = True
+                entry = {"output": stage.OUTPUT, "key": key, "key_parts": parts, "inputs": inputs, "files": hashes,
                          "digest": digest_of(hashes), "seconds": round(seconds, 3),
                          "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extras}
                 man.complete_stage(stage.NAME, entry)

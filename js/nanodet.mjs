@@ -90,7 +90,8 @@ export function preprocess(pixels, cfg = config) {
   const f32 = Math.fround;
   const mean = cfg.mean.map(f32); // BGR
   const std = cfg.std.map(f32);
-  const acc = [0, 0, 0];
+  const [oB, oG, oR] = nchw ? [0, plane, 2 * plane] : [0, 1, 2];
+  const step = nchw ? 1 : 3;
   // The keep-ratio warp is axis-aligned: the source x depends on x only, y on y only (same arithmetic as
   // inv @ [x, y, 1], whose other terms are exact zeros).
   if (inv[1] !== 0 || inv[3] !== 0 || inv[6] !== 0 || inv[7] !== 0 || inv[8] !== 1) {
@@ -103,34 +104,39 @@ export function preprocess(pixels, cfg = config) {
     colX0[x] = Math.floor(sx);
     colAx[x] = sx - colX0[x];
   }
+  const level = (v) => Math.min(255, Math.max(0, roundEven(v)));
   for (let y = 0; y < H; y += 1) {
     const sy = inv[4] * y + inv[5];
     const y0 = Math.floor(sy);
     const ay = sy - y0;
+    const rowIn = [y0 >= 0 && y0 < height, y0 + 1 >= 0 && y0 + 1 < height];
     for (let x = 0; x < W; x += 1) {
       const x0 = colX0[x];
       const ax = colAx[x];
-      acc[0] = 0; acc[1] = 0; acc[2] = 0;
+      const colIn0 = x0 >= 0 && x0 < width;
+      const colIn1 = x0 + 1 >= 0 && x0 + 1 < width;
+      let r = 0;
+      let g = 0;
+      let b = 0;
       for (let dy = 0; dy < 2; dy += 1) {
-        const yy = y0 + dy;
-        if (yy < 0 || yy >= height) continue;
+        if (!rowIn[dy]) continue;
         const wy = dy ? ay : 1 - ay;
-        for (let dx = 0; dx < 2; dx += 1) {
-          const xx = x0 + dx;
-          if (xx < 0 || xx >= width) continue;
-          const w = wy * (dx ? ax : 1 - ax);
-          const p = (yy * width + xx) * channels;
-          acc[0] += w * data[p];
-          acc[1] += w * data[p + 1];
-          acc[2] += w * data[p + 2];
+        const base = (y0 + dy) * width;
+        if (colIn0) {
+          const w = wy * (1 - ax);
+          const p = (base + x0) * channels;
+          r += w * data[p]; g += w * data[p + 1]; b += w * data[p + 2];
+        }
+        if (colIn1) {
+          const w = wy * ax;
+          const p = (base + x0 + 1) * channels;
+          r += w * data[p]; g += w * data[p + 1]; b += w * data[p + 2];
         }
       }
-      const o = y * W + x;
-      for (let c = 0; c < 3; c += 1) { // c: output channel in BGR order; source is RGB
-        const v = Math.min(255, Math.max(0, roundEven(acc[2 - c])));
-        const n = f32(f32(v - mean[c]) / std[c]);
-        input[nchw ? c * plane + o : o * 3 + c] = n;
-      }
+      const o = (y * W + x) * step;
+      input[o + oB] = f32(f32(level(b) - mean[0]) / std[0]);
+      input[o + oG] = f32(f32(level(g) - mean[1]) / std[1]);
+      input[o + oR] = f32(f32(level(r) - mean[2]) / std[2]);
     }
   }
   return { input, shape: nchw ? [1, 3, H, W] : [1, H, W, 3], warp, width, height };
@@ -249,7 +255,7 @@ function nms(boxes, scores, idx, threshold) {
     if (suppressed[p]) continue;
     keep.push(order[p]);
     for (let q = p + 1; q < order.length; q += 1) {
-      if (iou(boxes, order[p], order[q]) > threshold) suppressed[q] = 1;
+      if (!suppressed[q] && iou(boxes, order[p], order[q]) > threshold) suppressed[q] = 1;
     }
   }
   return keep;
@@ -275,29 +281,27 @@ export function decode(outputs, options = {}, cfg = config) {
   const maxDetections = options.maxDetections ?? cfg.maxDetections;
   const C = cfg.numClasses;
   // Candidates over all levels, in the reference's order (level, then top-k rank).
-  const candBoxes = [];
+  const candBoxes = []; // 4 numbers per candidate
   const candScores = [];
   const candLabels = [];
-  const allBoxes = [];
   for (const stride of cfg.strides) {
     const scores = toArray(outputs[`cls_pred_stride_${stride}`]);
     const logits = toArray(outputs[`dis_pred_stride_${stride}`]);
     if (scores == null || logits == null) throw new Error(`nanodet: outputs for stride ${stride} missing`);
     const { rows, boxes } = levelCandidates(scores, logits, stride, cfg);
-    rows.forEach((r, k) => {
+    for (let k = 0; k < rows.length; k += 1) {
+      const base = rows[k] * C;
       for (let c = 0; c < C; c += 1) {
-        const s = scores[r * C + c];
+        const s = scores[base + c];
         if (s > scoreThreshold) {
-          candBoxes.push(allBoxes.length / 4 + k);
+          candBoxes.push(boxes[k * 4], boxes[k * 4 + 1], boxes[k * 4 + 2], boxes[k * 4 + 3]);
           candScores.push(s);
           candLabels.push(c);
         }
       }
-    });
-    for (const v of boxes) allBoxes.push(v);
+    }
   }
-  const boxes = new Float32Array(candBoxes.length * 4);
-  candBoxes.forEach((b, k) => { for (let j = 0; j < 4; j += 1) boxes[k * 4 + j] = allBoxes[b * 4 + j]; });
+  const boxes = Float32Array.from(candBoxes);
   const byLabel = new Map();
   candLabels.forEach((label, k) => {
     if (!byLabel.has(label)) byLabel.set(label, []);
@@ -337,8 +341,15 @@ function mapBox([x1, y1, x2, y2], m, width, height) {
 
 async function importTf() {
   // No tf given: the npm packages (tfjs-core + tfjs-converter, and a backend if installed).
-  const core = await import('@tensorflow/tfjs-core');
-  const converter = await import('@tensorflow/tfjs-converter');
+  let core;
+  let converter;
+  try {
+    core = await import('@tensorflow/tfjs-core');
+    converter = await import('@tensorflow/tfjs-converter');
+  } catch (err) {
+    throw new Error('nanodet: pass {tf} to load(), or install @tensorflow/tfjs-core and @tensorflow/tfjs-converter '
+      + `where this module can import them (${err.message})`);
+  }
   for (const backend of ['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']) {
     try { await import(backend); } catch { /* optional */ }
   }

@@ -8,7 +8,8 @@
 //           Runs the model on each given input tensor, writes the raw outputs (DIR/<id>.<signature name>.f32)
 //           and the module's decode() of them (DIR/detections.json: {id: [detections in image pixels]}).
 //   detect  --list list.json --out file.json   list: [{id, file: JPEG}] or [{id, raw: RGB bytes, width, height}]
-//           detect() on each image decoded with jpeg-js (pure JS) -> {id: [detections]} (+ timing).
+//           detect() on each image decoded in pure JS (jpeg_decode.mjs: jpeg-js planes + libjpeg's colour
+//           conversion) -> {id: [detections]} (+ timing).
 //   memory  --image JPEG --calls N --out file.json
 //           tf.memory().numTensors before and after N detect() calls.
 // Without a model (the module's pure-JS parts only):
@@ -19,6 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { decodeJpeg } from './jpeg_decode.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -55,17 +57,15 @@ async function makeTf(backend) {
   return { ...core, loadGraphModel: converter.loadGraphModel };
 }
 
-function decodeJpeg(file) {
-  const jpeg = require('jpeg-js');
-  const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
-  return { data: img.data, width: img.width, height: img.height, channels: 4 };
+function decodeJpegFile(file) {
+  return decodeJpeg(fs.readFileSync(file)); // jpeg-js + libjpeg's colour conversion (see jpeg_decode.mjs)
 }
 
 function readImage(entry) {
   if (entry.raw) {
     return { data: new Uint8Array(fs.readFileSync(entry.raw)), width: entry.width, height: entry.height, channels: 3 };
   }
-  return decodeJpeg(entry.file);
+  return decodeJpegFile(entry.file);
 }
 
 function readF32(file) {
@@ -122,7 +122,7 @@ async function main() {
     }
     fs.writeFileSync(args.out, JSON.stringify({ ...report, detect_ms_mean: ms / Math.max(1, list.length), detections }));
   } else {
-    const image = decodeJpeg(args.image);
+    const image = decodeJpegFile(args.image);
     const calls = Number.parseInt(args.calls, 10);
     await detector.detect(image); // first call may allocate backend caches
     const before = tf.memory().numTensors;

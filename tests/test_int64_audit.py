@@ -158,16 +158,23 @@ def test_dynamic_summary_flags_missing_and_outlier_classes():
 
 def _convert(onnx_path, out_dir):
     """ONNX -> SavedModel (the pipeline's onnx-tf backend) -> TFJS (tensorflowjs, in-process)."""
+    import json
+
     from converters.backend_onnx_tf import to_saved_model
-    from converters.stage_tfjs import tfjs_io_spec
     from converters.tf_compat import import_tensorflowjs
 
-    sm_spec = to_saved_model(onnx_path, out_dir / "saved_model", types.SimpleNamespace(strides=[8]))
+    to_saved_model(onnx_path, out_dir / "saved_model", types.SimpleNamespace(strides=[8]))
     import_tensorflowjs()
     from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
     convert_tf_saved_model(str(out_dir / "saved_model"), str(out_dir / "tfjs"), signature_def="serving_default",
                            saved_model_tags="serve")
-    return tfjs_io_spec(out_dir / "tfjs" / "model.json", sm_spec)
+    sig = json.loads((out_dir / "tfjs" / "model.json").read_text())["signature"]
+    outs = sig["outputs"]
+    if set(OUTPUTS) <= set(outs):
+        mapping = {n: outs[n]["name"] for n in OUTPUTS}
+    else:  # with dynamic dims the keys become Identity_k:0, k in the sorted order of the SavedModel's keys
+        mapping = {n: ("Identity:0" if k == 0 else f"Identity_{k}:0") for k, n in enumerate(sorted(OUTPUTS))}
+    return {"input": {"name": next(iter(sig["inputs"].values()))["name"], "layout": "NCHW"}, "outputs": mapping}
 
 
 @pytest.mark.slow
@@ -216,3 +223,20 @@ def test_crafted_overflow_breaks_tfjs_and_int64_clamp_fixes_it(tmp_path):
     assert after["dynamic"]["flagged_classes"] == []
     assert max(after["dynamic"]["per_class_max_diff"].values()) < 1e-5
     assert after["dynamic"]["output_shapes"]["cls_pred_stride_8"]["tfjs"][-1] == NUM_CLASSES
+
+
+def test_cli_bad_file_is_one_line_error(capsys):
+    from validation.int64_audit.__main__ import main
+    assert main(["--onnx", "no/such/model.onnx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --onnx no/such/model.onnx")
+
+
+def test_peer_tfjs_has_no_int64_finding(shared):
+    """The peer artifact: no slice at all, every int64 constant is a Reshape shape (see docs/readme/int64-audit.md)."""
+    from validation.int64_audit import audit_tfjs
+    res = audit_tfjs(shared / "reference" / "vladmandic-nanodet-m" / "nanodet-m.json")
+    inv = res["inventory"]
+    assert res["findings"] == [] and inv["slice_ops"] == 0
+    assert inv["int64_origin_tensors"] == inv["stored_as_int32"] > 0
+    assert set(inv["int64_uses"]) == {"Reshape.shape", "SparseToDense.indices", "SparseToDense.output_shape"}

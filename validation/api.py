@@ -48,26 +48,44 @@ def _random_runner(cfg, seed: int):
     return TorchRunner(model, {"weights": f"random (seed {seed})", "kind": "random", "seed": seed})
 
 
+class BrokenRunner:
+    """Stands for a stage whose artifact could not even be loaded: running it fails with the load error, so the
+    stage FAILS in the report (and ``check`` names it) instead of aborting the whole validation."""
+
+    def __init__(self, name: str, error: str):
+        self.name, self.error = name, error
+
+    def run(self, batch):
+        raise RuntimeError(self.error)
+
+
 def build_stage_runners(artifact_dir: Path, manifest: dict, cfg, tfjs_backend: str = "wasm",
                         only: list[str] | None = None) -> tuple[dict, dict]:
     """({stage name: runner}, {stage name: quantization or None}) for the stages present in the folder."""
+    from .runners.tfjs_node import check_environment
+
     runners, quantized = {}, {}
     for name, path in art.present_stages(artifact_dir, manifest).items():
         if only and name not in only:
             continue
-        io = art.stage_io_spec(manifest, name, path, cfg)
-        if name in ("onnx", "onnx_sim"):
-            from .runners.onnxruntime_runner import OnnxRunner
-            runners[name] = OnnxRunner(path, io, name=name)
-        elif name == "saved_model":
-            from .runners.saved_model import SavedModelRunner
-            runners[name] = SavedModelRunner(path, io, name=name)
-        elif name == "tfjs":
-            runners[name] = TfjsNodeRunner(path, io, backend=tfjs_backend, name=name)
+        quantized[name] = None
+        if name == "tfjs":
+            check_environment(tfjs_backend)  # no Node / no npm packages: the user's setup, not the artifact
             quantized[name] = art.tfjs_quantization(path)
-        else:
-            continue
-        quantized.setdefault(name, None)
+        try:
+            io = art.stage_io_spec(manifest, name, path, cfg)
+            if name in ("onnx", "onnx_sim"):
+                from .runners.onnxruntime_runner import OnnxRunner
+                runners[name] = OnnxRunner(path, io, name=name)
+            elif name == "saved_model":
+                from .runners.saved_model import SavedModelRunner
+                runners[name] = SavedModelRunner(path, io, name=name)
+            elif name == "tfjs":
+                runners[name] = TfjsNodeRunner(path, io, backend=tfjs_backend, name=name)
+        except UserError as exc:
+            runners[name] = BrokenRunner(name, f"cannot load: {exc}")
+        except Exception as exc:  # TF / onnxruntime raise their own types on corrupt files
+            runners[name] = BrokenRunner(name, f"cannot load: {exc.__class__.__name__}: {str(exc)[:200]}")
     return runners, quantized
 
 

@@ -17,8 +17,6 @@ import traceback
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
-
 from .comparators import compare_detections, compare_raw, decode_batch, max_class_diff
 
 DEFAULTS = {"raw_atol": 1e-4, "min_matched": 1.0, "quantized_ap_delta": 0.01, "quantized_min_matched": 0.9,
@@ -80,8 +78,6 @@ def evaluate_stages(cfg, batch, reference, stages: dict, annotations=None, quant
         t0 = time.perf_counter()
         try:
             got = runner.run(batch.tensor)
-        except UserError:
-            raise
         except Exception as exc:  # a broken artifact: record it, keep validating the others
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             results[name] = _crashed(cfg, f"{name} runner failed: {last[:300]}")
@@ -94,6 +90,9 @@ def evaluate_stages(cfg, batch, reference, stages: dict, annotations=None, quant
         meta = getattr(runner, "meta", None)
         if meta:
             results[name]["runner"] = {k: meta[k] for k in ("backend", "simd", "threads", "load_ms") if k in meta}
+            if meta.get("infer_ms"):
+                results[name]["runner"]["infer_ms_median"] = float(np.median(meta["infer_ms"]))
+                results[name]["runner"]["infer_ms_first"] = float(meta["infer_ms"][0])
         r = results[name]
         log(f"[validate] {name}: {'PASS' if r['pass'] else 'FAIL'} max_abs_diff {r['max_abs_diff']} "
             f"matched {r['matched_fraction']} ({seconds:.1f} s)")
@@ -102,7 +101,8 @@ def evaluate_stages(cfg, batch, reference, stages: dict, annotations=None, quant
 
 def _crashed(cfg, message: str) -> dict:
     return {"max_abs_diff": None, "mean_abs_diff": None, "outputs": {}, "max_class_diff": [None] * cfg.num_classes,
-            "matched_fraction": 0.0, "ap": None, "ap50": None, "pass": False, "failures": [message], "notes": []}
+            "matched_fraction": 0.0, "ap": None, "ap50": None, "pass": False, "failures": [message], "notes": [],
+            "criteria": "not run", "quantized": None}
 
 
 def judge_stage(cfg, tol, batch, ref_out, ref_in, got, annotations, ref_ap, quantization: str | None):

@@ -201,7 +201,8 @@ def jpeg_decoder_version() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m validation.js_module_check", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="m-416", help="model name or config path (default m-416)")
+    ap.add_argument("--model", default="m-416", help="model name (default m-416)")
+    ap.add_argument("--config", help="a config file instead of --model")
     ap.add_argument("--artifact", help="artifact folder holding tfjs/ (default artifacts/<model>)")
     ap.add_argument("--images", help="image folder (default: the shared COCO set)")
     ap.add_argument("--annotations", help="COCO annotations for --images")
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="wasm", choices=("wasm", "cpu"))
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.model)
+        cfg = load_config(args.config or args.model)
         artifact = Path(args.artifact) if args.artifact else artifacts_dir() / cfg.name
         result = check_js_module(artifact, cfg, args.images, args.annotations, args.limit, args.backend)
     except UserError as exc:

@@ -4,11 +4,12 @@
   python -m validation.int64_audit --onnx model.onnx                       # static ONNX audit only
   python -m validation.int64_audit --tfjs DIR [--saved-model DIR] [--preset vladmandic-nanodet-m | --io-spec J]
         [--model m-416] [--dynamic] [--class 61] [--json OUT]              # a TFJS model, ours or foreign
+
+Exit status: 0 when no finding is left unfixed, 1 when some is, 2 for bad input (``error: ...``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     if args.json:
         from .audit import write_json_atomic
         write_json_atomic(Path(args.json), result)
-    return 0
+    return 1 if result["summary"]["unfixed"] else 0
 
 
 def run(args) -> dict:

@@ -146,7 +146,7 @@ def print_summary(result: dict, where: str, file=None) -> None:
           file=file)
     for name, st in result["stages"].items():
         inv = st["inventory"]
-        brief = ", ".join(f"{k} {v}" for k, v in inv.items() if not isinstance(v, dict))
+        brief = ", ".join(f"{k} {v}" for k, v in inv.items() if not isinstance(v, dict) or k == "int64_uses")
         print(f"  {name:12s} {brief}", file=file)
     for f in result["findings"]:
         state = "fixed" if f.get("fixed") else ("SUSPECT" if f.get("status") == "suspect" else "UNFIXED")
@@ -175,6 +175,9 @@ def write_json_atomic(path: Path, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1, default=str)
@@ -209,11 +212,19 @@ def audit_artifact_dir(artifact_dir: Path, cfg, dynamic: bool = True, images=Non
     if dynamic and "tfjs" in stages:
         from validation.api import reference_runner
         from validation.dataset import load_batch, resolve_images
-        batch = load_batch(resolve_images(images, limit=limit), cfg)
-        ref = reference_runner(cfg, art.weights_provenance(manifest))
-        result["dynamic"] = run_dynamic_for(stages["tfjs"], io, ref, batch.tensor, cfg.reg_max, tolerance,
-                                            result["findings"], backend)
-        result["dynamic"]["image_files"] = [p.name for p in batch.images.paths]
+        try:
+            batch = load_batch(resolve_images(images, limit=limit), cfg)
+        except UserError as exc:
+            if images is not None:
+                raise
+            batch = None
+            result["dynamic"] = {"status": f"skipped: {exc}"}
+        if batch is not None:
+            ref = reference_runner(cfg, art.weights_provenance(manifest))
+            result["dynamic"] = run_dynamic_for(stages["tfjs"], io, ref, batch.tensor, cfg.reg_max, tolerance,
+                                                result["findings"], backend)
+            result["dynamic"]["image_files"] = [p.name for p in batch.images.paths]
+            result["dynamic"]["weights_quantized"] = art.tfjs_quantization(stages["tfjs"])
     elif dynamic:
         result["dynamic"] = {"status": "skipped: no tfjs/model.json in the folder"}
     result["summary"] = summary_counts(result)

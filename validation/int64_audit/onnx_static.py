@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from nanodet_ref.errors import UserError
 
-from .common import (INT32_MAX, INT32_MIN, ONNX_INT64_PRODUCERS, ONNX_PASSTHROUGH, ONNX_ROLES, channel_meaning,
+from .common import (ONNX_INT64_PRODUCERS, ONNX_PASSTHROUGH, ONNX_ROLES, channel_meaning,
                      describe_int, narrow, out_of_range_mask, slice_effect)
 
 

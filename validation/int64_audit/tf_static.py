@@ -227,7 +227,8 @@ def audit_tfjs(model_json, reference_names: dict | None = None, io_names: dict |
         out_nodes.setdefault(_node_ref(tname), []).append((io_names or {}).get(tname, tname))
     reference_names = reference_names or {}
     inv = {"nodes": len(nodes), "int64_origin_tensors": 0, "stored_as_int32": 0, "inline": 0,
-           "int64_ops": {}, "slice_ops": sum(n["op"] in ("StridedSlice", "Slice") for n in nodes)}
+           "int64_ops": {}, "int64_uses": {}, "stored_value_range": None,
+           "slice_ops": sum(n["op"] in ("StridedSlice", "Slice") for n in nodes)}
     findings, int64_consts = [], []
     for n in nodes:
         attrs = n.get("attr", {})
@@ -249,6 +250,13 @@ def audit_tfjs(model_json, reference_names: dict | None = None, io_names: dict |
         if stored is None:
             continue
         uses = _bfs_consumers({}, consumers, n["name"])
+        for u in uses:
+            key = f"{u['op']}.{u['role']}"
+            inv["int64_uses"][key] = inv["int64_uses"].get(key, 0) + 1
+        if np.asarray(stored).size:
+            lo, hi = int(np.min(stored)), int(np.max(stored))
+            inv["stored_value_range"] = [min(lo, inv["stored_value_range"][0]), max(hi, inv["stored_value_range"][1])] \
+                if inv["stored_value_range"] else [lo, hi]
         reached = _reach(consumers, n["name"])
         outs = sorted({o for r in reached for o in out_nodes.get(r, [])})
         ref = _match_reference(n["name"], reference_names)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from nanodet_ref.checkpoint import load_weights
 from nanodet_ref.model import build_model, run_model
@@ -22,5 +21,4 @@ class TorchRunner:
         return cls(model, provenance)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         return run_model(self.model, np.ascontiguousarray(batch, dtype=np.float32))

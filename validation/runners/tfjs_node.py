@@ -46,6 +46,14 @@ def _check_js_packages(backend: str) -> None:
         raise UserError(f"{JS_DIR / 'node_modules'}: TFJS npm packages missing: run `make js`")
 
 
+def check_environment(backend: str = "wasm") -> None:
+    """UserError where Node or the TFJS npm packages are missing."""
+    if backend not in BACKENDS:
+        raise UserError(f"--tfjs-backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    node_executable()
+    _check_js_packages(backend)
+
+
 def run_tfjs_graph(model_json: Path, feeds: list[dict[str, np.ndarray]], output_names: list[str] | None = None,
                    backend: str = "wasm", warmup: int = 0, timeout: float | None = None,
                    return_meta: bool = False):

@@ -1,0 +1,398 @@
+"""Tests of the converters: options, naming, cache keys, atomic stages, user errors, and one real conversion.
+
+The pipeline tests drive ``run_stages`` with small stages that write real files (the pipeline code under test is
+the real one); the end-to-end test converts m-416 with the real toolchain into a temp folder, checks the
+artifacts, the SavedModel against PyTorch on a real image, and that a re-run is fully cached and fast.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from converters import atomic, manifest, pipeline
+from converters.context import output_names as twin_output_names
+from converters.options import ConvertOptions, artifact_name, check_opset
+from converters.sources import resolve
+from nanodet_ref.errors import UserError
+from nanodet_ref.paths import PROJECT_ROOT
+
+PY = sys.executable
+
+
+def run_cli(*args, env=None, timeout=900):
+    full_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}
+    return subprocess.run([PY, "-m", "converters.cli", "convert", *args], cwd=PROJECT_ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# --- options and naming -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("opset", [10, 11, 13, 17, "12"])
+def test_supported_opsets(opset):
+    assert check_opset(opset) == int(opset)
+
+
+@pytest.mark.parametrize("opset", [9, 18, 0, -1, "x", "11.5", None, True])
+def test_unsupported_opset_is_a_user_error(opset):
+    with pytest.raises(UserError, match=r"unsupported opset .* \(supported: 10-17\)"):
+        check_opset(opset)
+
+
+def test_unsupported_opset_message_exact():
+    with pytest.raises(UserError) as exc:
+        ConvertOptions(opset=18)
+    assert str(exc.value) == "unsupported opset 18 (supported: 10-17)"
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({}, "m-416"),
+    ({"opset": 11}, "m-416-opset11"),
+    ({"backend": "onnx2tf"}, "m-416-onnx2tf"),
+    ({"quantize": "float16"}, "m-416-float16"),
+    ({"quantize": "uint8"}, "m-416-uint8"),
+    ({"patches": "none"}, "m-416-nopatches"),
+    ({"opset": 13, "backend": "onnx2tf", "quantize": "float16"}, "m-416-opset13-onnx2tf-float16"),
+])
+def test_artifact_name(kwargs, name):
+    assert artifact_name("m-416", ConvertOptions(**kwargs)) == name
+
+
+@pytest.mark.parametrize("kwargs", [{"quantize": "int4"}, {"backend": "tflite"}, {"patches": "some"}])
+def test_bad_choices_are_user_errors(kwargs):
+    with pytest.raises(UserError):
+        ConvertOptions(**kwargs)
+
+
+def test_output_names_twin_matches_reference():
+    from nanodet_ref.model import INPUT_NAME, output_names
+    from converters.context import INPUT_NAME as twin_input
+    assert twin_output_names([8, 16, 32]) == output_names([8, 16, 32])
+    assert twin_input == INPUT_NAME
+
+
+# --- a small real pipeline: stages that write files -------------------------------------------------------------
+
+def make_stage(name, output, body, log=None):
+    """A stage with the standard shape; ``body(src, dst)`` writes ``dst``."""
+    def convert(src, dst, ctx):
+        if log is not None:
+            log.append(name)
+        body(src, dst)
+        return {"io_spec": None}
+    return SimpleNamespace(NAME=name, OUTPUT=output, PACKAGES=("numpy",), code_files=lambda ctx: [],
+                           key_options=lambda ctx: {"quantize": ctx.options.quantize}, convert=convert)
+
+
+def copy_upper(src, dst):
+    dst.write_text(Path(src).read_text().upper())
+
+
+def make_source(tmp_path, weights=b"w1"):
+    src = resolve(model="m-416")
+    src.checkpoint_sha256 = "sha-" + weights.decode()
+    src.checkpoint = tmp_path / "fake.ckpt"
+    return src
+
+
+def toy_stages(log, first_text="hello", fail_second=False):
+    def first(src, dst):
+        dst.write_text(first_text)
+
+    def second(src, dst):
+        dst.mkdir()
+        (dst / "part.txt").write_text(Path(src).read_text() + "!")
+        if fail_second:
+            raise RuntimeError("boom in the middle of writing")
+
+    def third(src, dst):
+        dst.write_text((Path(src) / "part.txt").read_text().upper())
+    return (make_stage("one", "one.txt", first, log), make_stage("two", "two_dir", second, log),
+            make_stage("three", "three.txt", third, log))
+
+
+def quiet(msg):
+    pass
+
+
+def test_second_run_is_cached_and_force_rebuilds(tmp_path):
+    art, log = tmp_path / "art", []
+    src, opts = make_source(tmp_path), ConvertOptions()
+    res, man = pipeline.run_stages(src, opts, art, stages=toy_stages(log), log=quiet)
+    assert [r.cached for r in res] == [False, False, False] and log == ["one", "two", "three"]
+    assert (art / "three.txt").read_text() == "HELLO!"
+    assert man.data["complete"] and man.data["stages_completed"] == ["one", "two", "three"]
+    on_disk = json.loads((art / "manifest.json").read_text())
+    assert on_disk["stages"]["two"]["files"] == {"part.txt": atomic_sha(art / "two_dir" / "part.txt")}
+
+    log.clear()
+    res, _ = pipeline.run_stages(src, opts, art, stages=toy_stages(log), log=quiet)
+    assert [r.cached for r in res] == [True, True, True] and log == []
+
+    res, _ = pipeline.run_stages(src, opts, art, stages=toy_stages(log), log=quiet, force=True)
+    assert [r.cached for r in res] == [False, False, False] and log == ["one", "two", "three"]
+
+
+def atomic_sha(path):
+    from converters.hashing import sha256_file
+    return sha256_file(path)
+
+
+def test_changed_input_or_option_or_tampered_output_rebuilds(tmp_path):
+    art, log = tmp_path / "art", []
+    opts = ConvertOptions()
+    pipeline.run_stages(make_source(tmp_path), opts, art, stages=toy_stages(log), log=quiet)
+
+    log.clear()   # other weights: everything from stage one
+    res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), opts, art, stages=toy_stages(log, "bye"), log=quiet)
+    assert log == ["one", "two", "three"] and (art / "three.txt").read_text() == "BYE!"
+
+    log.clear()   # an option only the stages' key_options see
+    res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(quantize="float16"), art,
+                                 stages=toy_stages(log, "bye"), log=quiet)
+    assert log == ["one", "two", "three"]
+
+    log.clear()   # someone edits a finished output: that stage and the later ones are rebuilt
+    (art / "two_dir" / "part.txt").write_text("tampered")
+    res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(quantize="float16"), art,
+                                 stages=toy_stages(log, "bye"), log=quiet)
+    assert log == ["two", "three"] and (art / "three.txt").read_text() == "BYE!"
+
+
+def test_cache_key_depends_on_every_part(tmp_path):
+    from converters.hashing import stage_key
+    base = dict(stage="onnx", inputs={"a": 1}, options={"opset": 10}, versions={"torch": "2.13.0"}, code="c1")
+    key = stage_key(**base)
+    assert key == stage_key(**dict(base))
+    for field, other in (("stage", "tfjs"), ("inputs", {"a": 2}), ("options", {"opset": 11}),
+                         ("versions", {"torch": "2.14.0"}), ("code", "c2")):
+        assert stage_key(**{**base, field: other}) != key, field
+
+
+def test_real_stage_keys_follow_options_and_sources(tmp_path):
+    from converters import stage_onnx, stage_tfjs
+    from converters.context import StageContext
+    src = resolve(model="m-416")
+    ctx = lambda **kw: StageContext(source=src, options=ConvertOptions(**kw), artifact_dir=tmp_path)
+    inputs = {"config_sha256": src.config_sha256, "weights": src.weights_id}
+    k10 = pipeline.compute_key(stage_onnx, ctx(), inputs)
+    assert k10 == pipeline.compute_key(stage_onnx, ctx(), inputs)
+    assert k10 != pipeline.compute_key(stage_onnx, ctx(opset=11), inputs)
+    assert k10 != pipeline.compute_key(stage_onnx, ctx(patches="none"), inputs)
+    assert k10 != pipeline.compute_key(stage_onnx, ctx(), {**inputs, "weights": "random (seed 0)"})
+    assert k10 == pipeline.compute_key(stage_onnx, ctx(quantize="float16"), inputs)   # not its option
+    assert (pipeline.compute_key(stage_tfjs, ctx(), {"input_digest": "x"})
+            != pipeline.compute_key(stage_tfjs, ctx(quantize="uint8"), {"input_digest": "x"}))
+    files = [p.relative_to(PROJECT_ROOT).as_posix() for p in stage_onnx.code_files(ctx())]
+    assert "nanodet_ref/model.py" in files and "converters/stage_onnx.py" in files
+
+
+# --- atomic writing -----------------------------------------------------------------------------------------------
+
+def test_failing_stage_leaves_nothing_finished_looking(tmp_path):
+    art, log = tmp_path / "art", []
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet)
+    assert (art / "three.txt").exists()
+
+    log.clear()   # new weights, and stage two dies half-way through writing its folder
+    with pytest.raises(RuntimeError, match="boom"):
+        pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(), art,
+                            stages=toy_stages(log, "new", fail_second=True), log=quiet)
+    assert log == ["one", "two"]
+    assert (art / "one.txt").read_text() == "new"
+    assert not (art / "two_dir").exists() and not (art / "three.txt").exists()   # no stale or partial output
+    assert sorted(p.name for p in art.iterdir()) == ["manifest.json", "one.txt"]   # no temp folders left
+    data = json.loads((art / "manifest.json").read_text())
+    assert data["stages_completed"] == ["one"] and data["complete"] is False
+    assert set(data["stages"]) == {"one"}
+
+
+def test_failing_first_run_removes_the_folder(tmp_path):
+    art = tmp_path / "fresh"
+
+    def explode(src, dst):
+        dst.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art,
+                            stages=(make_stage("one", "one.txt", explode),), log=quiet)
+    assert not art.exists()
+
+
+def test_staged_output_and_sweep(tmp_path):
+    target = tmp_path / "out"
+    with atomic.staged_output(target) as tmp:
+        tmp.mkdir()
+        (tmp / "a").write_text("1")
+        assert not target.exists() and tmp.parent.name.startswith(".out.tmp-")
+    assert (target / "a").read_text() == "1"
+    with pytest.raises(ValueError):
+        with atomic.staged_output(target) as tmp:
+            tmp.mkdir()
+            (tmp / "b").write_text("2")
+            raise ValueError
+    assert sorted(p.name for p in target.iterdir()) == ["a"]          # the old complete folder is untouched
+    with atomic.staged_output(target) as tmp:
+        tmp.mkdir()
+        (tmp / "c").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c"]          # replaced as a whole
+    (tmp_path / ".x.tmp-123").mkdir()                                  # what a killed run leaves
+    (tmp_path / ".y.old-9").write_text("")
+    assert sorted(atomic.sweep(tmp_path)) == [".x.tmp-123", ".y.old-9"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_optional_hooks_are_found_only_where_they_exist():
+    assert pipeline.optional_hook("validation.no_such_module_here", "validate_artifacts") is None
+    assert pipeline.optional_hook("json", "no_such_function") is None
+    assert pipeline.optional_hook("json", "dumps") is not None
+
+
+# --- user errors --------------------------------------------------------------------------------------------------
+
+def test_unknown_model():
+    with pytest.raises(UserError, match="unknown MODEL 'm-999'"):
+        resolve(model="m-999")
+    r = run_cli("--model", "m-999", "--no-validate")
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown MODEL 'm-999'")
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(UserError, match="checkpoint file not found"):
+        resolve(model="m-416", checkpoint=tmp_path / "nope.pth")
+
+
+def test_unsupported_opset_cli(tmp_path):
+    r = run_cli("--model", "m-416", "--opset", "9", "--out", str(tmp_path / "a"), "--no-validate")
+    assert r.returncode == 2 and r.stderr.strip() == "error: unsupported opset 9 (supported: 10-17)"
+    assert not (tmp_path / "a").exists()
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"PK\x03\x04 this is not a real zip archive" * 10)
+    out = tmp_path / "out"
+    r = run_cli("--model", "m-416", "--checkpoint", str(bad), "--out", str(out), "--no-validate", "--no-audit")
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "broken.pth" in last and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_mismatched_checkpoint(tmp_path):
+    import torch
+    from nanodet_ref.config import load_config
+    from nanodet_ref.model import build_model
+    ckpt = tmp_path / "m416-as-g.pth"
+    torch.save({"state_dict": build_model(load_config("m-416")).state_dict()}, ckpt)
+    out = tmp_path / "out"
+    r = run_cli("--model", "g-416", "--checkpoint", str(ckpt), "--out", str(out), "--no-validate", "--no-audit")
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "does not match config g-416" in last
+    assert not out.exists()
+
+
+def test_node_missing(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    out = tmp_path / "out"
+    r = run_cli("--model", "m-416", "--out", str(out), env={"PATH": str(empty)})
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: node (Node.js) not found on PATH: install Node.js >= 18 "
+                                "(the TFJS checks run in Node)")
+    assert not out.exists()
+
+
+# --- the one real conversion --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def converted_m416(shared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("convert") / "m-416"
+    t0 = time.perf_counter()
+    r = run_cli("--model", "m-416", "--out", str(out), "--no-validate", "--no-audit")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return SimpleNamespace(dir=out, seconds=time.perf_counter() - t0, stdout=r.stdout, stderr=r.stderr)
+
+
+@pytest.mark.slow
+def test_end_to_end_m416_then_cached(converted_m416):
+    art = converted_m416.dir
+    for rel in ("model.onnx", "model.sim.onnx", "saved_model/saved_model.pb", "tfjs/model.json", "manifest.json"):
+        assert (art / rel).is_file(), rel
+    assert list((art / "tfjs").glob("group*-shard*of*.bin"))
+    assert not [p for p in art.iterdir() if p.name.startswith(".")]
+    m = json.loads((art / "manifest.json").read_text())
+    assert m["complete"] and m["stages_completed"] == ["onnx", "onnx_sim", "saved_model", "tfjs"]
+    assert m["weights"] == "checkpoint nanodet-m-416.pth"
+    assert m["inputs"]["checkpoint_sha256"] == "0a338cd2adc1a7ac7010cdd5fd153f0aba81040c1fd0772c8d72aa57110d88bf"
+    assert m["options"] == {"opset": 10, "quantize": None, "backend": "onnx_tf", "patches": "default"}
+    assert m["versions"]["tensorflowjs"] == "4.22.0"
+    from converters.hashing import sha256_file
+    for rel, digest in m["files"].items():
+        assert sha256_file(art / rel) == digest, rel
+    names = twin_output_names([8, 16, 32])
+    tfjs_spec = m["io_specs"]["tfjs"]
+    assert tfjs_spec["input"]["layout"] == "NCHW" and sorted(tfjs_spec["outputs"]) == sorted(names)
+    assert all(v.endswith(":0") for v in tfjs_spec["outputs"].values())
+    for stage in m["stages"].values():
+        assert stage["seconds"] > 0
+    assert "[4/4] tfjs" in converted_m416.stderr
+
+    t0 = time.perf_counter()
+    r = run_cli("--model", "m-416", "--out", str(art), "--no-validate", "--no-audit")
+    warm = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    m2 = json.loads((art / "manifest.json").read_text())
+    assert all(s["cached"] for s in m2["last_run"]["stages"].values()), m2["last_run"]
+    assert r.stdout.count(" yes") == 4
+    assert warm < 15, f"warm re-run took {warm:.1f} s (cold {converted_m416.seconds:.1f} s)"
+
+
+@pytest.mark.slow
+def test_saved_model_agrees_with_pytorch_on_a_real_image(converted_m416, shared):
+    import numpy as np
+    import tensorflow as tf
+    from nanodet_ref.checkpoint import load_weights
+    from nanodet_ref.config import load_config
+    from nanodet_ref.model import build_model, run_model
+    from nanodet_ref.preprocess import preprocess_file
+    cfg = load_config("m-416")
+    image = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[0]
+    x, _, _ = preprocess_file(image, cfg)
+    model = build_model(cfg)
+    load_weights(model, cfg)
+    ref = run_model(model, x)
+    spec = json.loads((converted_m416.dir / "manifest.json").read_text())["io_specs"]["saved_model"]
+    fn = tf.saved_model.load(str(converted_m416.dir / "saved_model")).signatures[spec["signature"]]
+    got = fn(**{spec["input"]["name"]: tf.constant(x)})
+    for name, want in ref.items():
+        out = got[spec["outputs"][name]].numpy()
+        assert out.shape == want.shape, name
+        assert np.abs(out - want).max() < 1e-4, (name, float(np.abs(out - want).max()))
+    assert ref["cls_pred_stride_8"].max() > 0.3   # a real image with real weights: confident detections
+
+
+@pytest.mark.slow
+def test_tfjs_converter_as_subprocess_matches_in_process(converted_m416, tmp_path):
+    """The CLI route (python -m converters.tfjs_entry, substitutes installed first) writes the same weights."""
+    out = tmp_path / "tfjs"
+    r = subprocess.run([PY, "-m", "converters.tfjs_entry", "--input_format=tf_saved_model",
+                        str(converted_m416.dir / "saved_model"), str(out)],
+                       cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ours = json.loads((converted_m416.dir / "tfjs" / "model.json").read_text())
+    theirs = json.loads((out / "model.json").read_text())
+    assert ours["signature"] == theirs["signature"]
+    assert ours["weightsManifest"][0]["weights"] == theirs["weightsManifest"][0]["weights"]
+    assert ((converted_m416.dir / "tfjs" / "group1-shard1of1.bin").read_bytes()
+            == (out / "group1-shard1of1.bin").read_bytes())
