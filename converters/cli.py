@@ -9,6 +9,7 @@ Bad input (unknown model, missing/corrupt/mismatched checkpoint, unsupported ops
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import traceback
@@ -47,12 +48,24 @@ def require_node() -> None:
         raise UserError("node (Node.js) not found on PATH: install Node.js >= 18 (the TFJS checks run in Node)")
 
 
+def check_paths(args) -> None:
+    """Fail before the long conversion on paths that the later steps would reject."""
+    from pathlib import Path
+    if args.images and not Path(args.images).exists():
+        raise UserError(f"--images {args.images}: not found")
+    if args.annotations and not Path(args.annotations).is_file():
+        raise UserError(f"--annotations {args.annotations}: file not found")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: exists and is not a folder")
+
+
 def cmd_convert(args) -> int:
     require_node()
     from .options import ConvertOptions
     from .pipeline import convert, format_table
     from .sources import resolve
 
+    check_paths(args)
     source = resolve(model=args.model, config=args.config, checkpoint=args.checkpoint)
     opset = args.opset if args.opset is not None else source.cfg.toolkit.get("export", {}).get("opset", 10)
     options = ConvertOptions(opset=opset, quantize=args.quantize, backend=args.backend, patches=args.patches)
@@ -70,6 +83,7 @@ def cmd_convert(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ info/warning lines drown the progress
     try:
         if args.command == "convert":
             return cmd_convert(args)

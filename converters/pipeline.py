@@ -12,6 +12,9 @@ from __future__ import annotations
 import fcntl
 import importlib
 import importlib.util
+import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
 
 from . import manifest as manifest_mod
 from . import stage_onnx, stage_onnx_sim, stage_saved_model, stage_tfjs
-from .atomic import remove, staged_output, sweep
+from .atomic import OLD_MARK, remove, staged_output, sweep
 from .context import StageContext, log_stderr, signature
 from .hashing import digest_of, file_hashes, source_hash, stage_key
 from .options import DEFAULT_OPSET, ConvertOptions, artifact_name
@@ -38,6 +41,13 @@ class StageResult:
     size: int
     seconds: float
     cached: bool
+    reused_from: str | None = None   # copied from a sibling artifact folder with the same stage key
+
+    @property
+    def cached_label(self) -> str:
+        if self.reused_from:
+            return f"yes ({self.reused_from})"
+        return "yes" if self.cached else "no"
 
 
 @dataclass
@@ -92,6 +102,58 @@ def rebuild_reason(entry: dict | None, key: str, parts: dict, target: Path) -> s
     return None
 
 
+def park(target: Path) -> Path | None:
+    """Move a finished output into a dot-named folder beside it; returns its new path (None if absent)."""
+    if not target.exists():
+        return None
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent)) / target.name
+    os.replace(target, aside)
+    return aside
+
+
+def unpark(path: Path, entry: dict, key: str, target: Path) -> bool:
+    """Put a parked output back where its stage's key is unchanged and its bytes are as recorded."""
+    try:
+        if entry.get("key") != key or digest_of(file_hashes(path)) != entry.get("digest"):
+            return False
+        os.replace(path, target)
+        return True
+    except OSError:
+        return False
+
+
+class _NotTheSame(Exception):
+    pass
+
+
+def reuse_from_sibling(stage, key: str, target: Path, log=log_stderr) -> dict | None:
+    """Copy a finished output with the same cache key from another folder beside this one (e.g. m-416 for
+    m-416-float16, whose first three stages are identical); verified by sha256 after the copy. Returns the
+    manifest entry, or None where no sibling has it."""
+    here = target.parent.resolve()
+    for mf in sorted(here.parent.glob(f"*/{manifest_mod.FILENAME}")):
+        other = mf.parent
+        if other.resolve() == here:
+            continue
+        entry = (manifest_mod.load(other).get("stages") or {}).get(stage.NAME)
+        source = other / stage.OUTPUT
+        if not (isinstance(entry, dict) and entry.get("completed") and entry.get("key") == key and source.exists()):
+            continue
+        try:
+            with staged_output(target) as tmp:
+                if source.is_dir():
+                    shutil.copytree(source, tmp)
+                else:
+                    shutil.copy2(source, tmp)
+                if digest_of(file_hashes(tmp)) != entry.get("digest"):
+                    raise _NotTheSame
+        except (_NotTheSame, OSError):
+            continue
+        log(f"      same inputs as {other.name}/{stage.OUTPUT}: copied (sha256 checked)")
+        return {**entry, "reused_from": other.name}
+    return None
+
+
 @contextmanager
 def artifact_lock(artifact_dir: Path, log=log_stderr):
     """One conversion per artifact folder at a time (a dot-named lock file beside it; waits for the other)."""
@@ -123,7 +185,8 @@ def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path,
     ctx = StageContext(source=source, options=options, artifact_dir=artifact_dir, log=log)
     results: list[StageResult] = []
     inputs = {"config_sha256": source.config_sha256, "weights": source.weights_id}
-    rebuilt_before = False
+    parked: dict[str, tuple[Path, dict]] = {}   # later stages' outputs set aside while an earlier one rebuilds
+    reused_from = None
     try:
         for i, stage in enumerate(stages, 1):
             target = artifact_dir / stage.OUTPUT
@@ -131,37 +194,60 @@ def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path,
             key = stage_key(stage=stage.NAME, **parts)
             entry = man.stage(stage.NAME)
             reason = "--force" if force else rebuild_reason(entry, key, parts, target)
-            if reason and rebuilt_before:
-                reason = "an earlier stage was rebuilt"
+            if reason and not force and stage.NAME in parked:
+                path, old = parked.pop(stage.NAME)
+                restored = unpark(path, old, key, target)
+                remove(path.parent)
+                if restored:   # the rebuilt input came out byte-identical: this output is still right
+                    entry, reason = old, None
+                    man.complete_stage(stage.NAME, entry)
+                    man.save()
+                else:
+                    reason = "input changed"
             cached = reason is None
             log(f"[{i}/{len(stages)}] {stage.NAME} -> {stage.OUTPUT} " + ("(cached)" if cached else f"... ({reason})"))
             if cached:
                 seconds = 0.0
             else:
-                man.forget_from(stage.NAME)
+                later_entries = {s.NAME: man.stage(s.NAME) for s in stages[i:]}
+                man.forget_from(stage.NAME)   # first the manifest stops claiming them ...
                 man.save()
-                for later in stages[i - 1:]:   # nothing stale from here on may look finished
-                    remove(artifact_dir / later.OUTPUT)
+                for later in stages[i:]:      # ... then their outputs go aside (dot-named), kept in case
+                    if later_entries[later.NAME] and later.NAME not in parked:
+                        path = park(artifact_dir / later.OUTPUT)
+                        if path is not None:
+                            parked[later.NAME] = (path, later_entries[later.NAME])
+                for stale in stages[i - 1:]:  # nothing stale from here on may look finished
+                    remove(artifact_dir / stale.OUTPUT)
                 src = artifact_dir / stages[i - 2].OUTPUT if i > 1 else None
                 t0 = time.perf_counter()
-                with staged_output(target) as tmp:
-                    extras = stage.convert(src, tmp, ctx) or {}
+                entry = None if force else reuse_from_sibling(stage, key, target, log)
+                if entry is not None:
+                    reused_from = entry["reused_from"]
+                else:
+                    with staged_output(target) as tmp:
+                        extras = stage.convert(src, tmp, ctx) or {}
+                    hashes = file_hashes(target)
+                    entry = {"output": stage.OUTPUT, "key": key, "key_parts": parts, "inputs": inputs,
+                             "files": hashes, "digest": digest_of(hashes),
+                             "seconds": round(time.perf_counter() - t0, 3),
+                             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extras}
                 seconds = time.perf_counter() - t0
-                hashes = file_hashes(target)
-                rebuilt_before = True
-                entry = {"output": stage.OUTPUT, "key": key, "key_parts": parts, "inputs": inputs, "files": hashes,
-                         "digest": digest_of(hashes), "seconds": round(seconds, 3),
-                         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extras}
                 man.complete_stage(stage.NAME, entry)
                 man.save()
                 log(f"      done in {seconds:.1f} s")
             ctx.extras[f"io_spec:{stage.NAME}"] = entry.get("io_spec")
-            results.append(StageResult(stage.NAME, stage.OUTPUT, tree_size(target), seconds, cached))
+            results.append(StageResult(stage.NAME, stage.OUTPUT, tree_size(target), seconds, cached,
+                                       reused_from if not cached else None))
+            reused_from = None
             inputs = {"input_digest": entry["digest"]}
     except BaseException:
         if created and not man.data.get("stages_completed"):
             remove(artifact_dir)   # a failed first run leaves no folder behind
         raise
+    finally:
+        for path, _ in parked.values():
+            remove(path.parent)
     finish_manifest(man, results)
     return results, man
 
@@ -178,7 +264,8 @@ def finish_manifest(man: manifest_mod.Manifest, results: list[StageResult]) -> N
     man.update(weights=provenance.get("weights"), weights_provenance=provenance, files=files,
                patches={"torch": onnx_entry.get("patches", []),
                         "onnx": stages.get(stage_onnx_sim.NAME, {}).get("patches", [])},
-               last_run={"stages": {r.name: {"cached": r.cached, "seconds": round(r.seconds, 3)} for r in results}})
+               last_run={"stages": {r.name: {"cached": r.cached, "reused_from": r.reused_from,
+                                             "seconds": round(r.seconds, 3)} for r in results}})
     man.save()
 
 
@@ -230,7 +317,7 @@ def convert(source: ModelSource, options: ConvertOptions, out: Path | None = Non
 def format_table(results: list[StageResult]) -> str:
     rows = [("stage", "output", "size", "seconds", "cached")]
     for r in results:
-        rows.append((r.name, r.output, human_size(r.size), f"{r.seconds:.1f}", "yes" if r.cached else "no"))
+        rows.append((r.name, r.output, human_size(r.size), f"{r.seconds:.1f}", r.cached_label))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -1,6 +1,7 @@
 """Stage 4, TF SavedModel -> TFJS graph model (``tfjs/model.json`` + weight shards) with tensorflowjs' converter.
 
 float32 by default; ``--quantize float16|uint8`` stores every weight in that type (TFJS dequantises at load).
+Debug ops (``Assert`` from onnx-tf's Gather at opset >= 11) are stripped: TFJS has no kernel for them.
 Runs in-process through ``converters.tf_compat.import_tensorflowjs`` (the same converter also runs as a
 subprocess: ``python -m converters.tfjs_entry``). The TFJS io spec is read from ``model.json``'s ``signature``:
 the input tensor name and layout, and for each model-signature output the TFJS output tensor name
@@ -17,6 +18,10 @@ from .context import StageContext, project_files
 from .js_module import write_js_module
 
 CAST_NOTE = "was auto converted to the type int32"
+# onnx-tf guards Gather (opset >= 11) with an index-bounds Assert; TFJS has no Assert kernel, so the converter
+# strips these debug ops (strip_debug_ops). They compute nothing: outputs are unchanged, only the runtime check
+# goes (validation then compares TFJS against PyTorch).
+DEBUG_OPS = ("Assert", "CheckNumerics", "Print")
 
 NAME = "tfjs"
 OUTPUT = "tfjs"
@@ -62,7 +67,8 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     chatter = io.StringIO()   # the converter prints one line per int64 weight it stores as int32
     with contextlib.redirect_stdout(chatter):
         convert_tf_saved_model(str(src), str(dst), signature_def="serving_default", saved_model_tags="serve",
-                               quantization_dtype_map=quantization_map(ctx.options.quantize))
+                               quantization_dtype_map=quantization_map(ctx.options.quantize),
+                               strip_debug_ops=True)
     lines = chatter.getvalue().splitlines()
     cast = [line.split()[1] for line in lines if CAST_NOTE in line]
     for line in lines:
@@ -78,4 +84,21 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
         raise RuntimeError("no SavedModel io spec to translate (stage saved_model did not record one)")
     io_spec = tfjs_io_spec(model_json, sm_spec)
     write_js_module(dst, ctx.cfg, io_spec)  # nanodet.mjs: the JS detection module shipped beside model.json
-    return {"quantize": ctx.options.quantize or "float32", "io_spec": io_spec, "int64_weights_as_int32": len(cast)}
+    asserts = count_ops(src, DEBUG_OPS)
+    if asserts:
+        ctx.log(f"      stripped {asserts} debug op(s) {'/'.join(DEBUG_OPS)} (TFJS has no kernel for them)")
+    return {"quantize": ctx.options.quantize or "float32", "io_spec": io_spec, "int64_weights_as_int32": len(cast),
+            "debug_ops_stripped": asserts}
+
+
+def count_ops(saved_model_dir: Path, op_types) -> int:
+    """How many nodes of these TF op types the SavedModel's graph (and its functions) holds."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    n = 0
+    for meta in sm.meta_graphs:
+        n += sum(node.op in op_types for node in meta.graph_def.node)
+        for fn in meta.graph_def.library.function:
+            n += sum(node.op in op_types for node in fn.node_def)
+    return n

@@ -8,8 +8,7 @@
 //           Runs the model on each given input tensor, writes the raw outputs (DIR/<id>.<signature name>.f32)
 //           and the module's decode() of them (DIR/detections.json: {id: [detections in image pixels]}).
 //   detect  --list list.json --out file.json   list: [{id, file: JPEG}] or [{id, raw: RGB bytes, width, height}]
-//           detect() on each image decoded in pure JS (jpeg_decode.mjs: jpeg-js planes + libjpeg's colour
-//           conversion) -> {id: [detections]} (+ timing).
+//           detect() on each image (JPEG decoded by jpeg-js, pure JS) -> {id: [detections]} (+ timing).
 //   memory  --image JPEG --calls N --out file.json
 //           tf.memory().numTensors before and after N detect() calls.
 // Without a model (the module's pure-JS parts only):
@@ -20,7 +19,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { decodeJpeg } from './jpeg_decode.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -58,7 +56,9 @@ async function makeTf(backend) {
 }
 
 function decodeJpegFile(file) {
-  return decodeJpeg(fs.readFileSync(file)); // jpeg-js + libjpeg's colour conversion (see jpeg_decode.mjs)
+  const jpeg = require('jpeg-js');
+  const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
+  return { data: img.data, width: img.width, height: img.height, channels: 4 };
 }
 
 function readImage(entry) {

@@ -16,7 +16,7 @@ ONNX_PATCHES: dict = {}    # name -> module with rewrite(model_proto, cfg)
 
 def _register() -> None:
     import importlib
-    for name in ("pan_resample_opset10", "channel_shuffle_gather", "resize_half_pixel", "int64_clamp"):
+    for name in ("pan_resample_opset10", "channel_shuffle_4d", "resize_half_pixel", "int64_clamp"):
         try:
             mod = importlib.import_module(f"patches.{name}")
         except ModuleNotFoundError as exc:

@@ -79,15 +79,15 @@ def test_output_names_twin_matches_reference():
 
 # --- a small real pipeline: stages that write files -------------------------------------------------------------
 
-def make_stage(name, output, body, log=None):
-    """A stage with the standard shape; ``body(src, dst)`` writes ``dst``."""
+def make_stage(name, output, body, log=None, option="opset"):
+    """A stage with the standard shape; ``body(src, dst)`` writes ``dst``; its key sees one option."""
     def convert(src, dst, ctx):
         if log is not None:
             log.append(name)
         body(src, dst)
         return {"io_spec": None}
     return SimpleNamespace(NAME=name, OUTPUT=output, PACKAGES=("numpy",), code_files=lambda ctx: [],
-                           key_options=lambda ctx: {"quantize": ctx.options.quantize}, convert=convert)
+                           key_options=lambda ctx: {option: getattr(ctx.options, option)}, convert=convert)
 
 
 def copy_upper(src, dst):
@@ -114,7 +114,7 @@ def toy_stages(log, first_text="hello", fail_second=False):
     def third(src, dst):
         dst.write_text((Path(src) / "part.txt").read_text().upper())
     return (make_stage("one", "one.txt", first, log), make_stage("two", "two_dir", second, log),
-            make_stage("three", "three.txt", third, log))
+            make_stage("three", "three.txt", third, log, option="quantize"))
 
 
 def quiet(msg):
@@ -153,16 +153,48 @@ def test_changed_input_or_option_or_tampered_output_rebuilds(tmp_path):
     res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), opts, art, stages=toy_stages(log, "bye"), log=quiet)
     assert log == ["one", "two", "three"] and (art / "three.txt").read_text() == "BYE!"
 
-    log.clear()   # an option only the stages' key_options see
+    log.clear()   # an option only the last stage's key sees
     res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(quantize="float16"), art,
                                  stages=toy_stages(log, "bye"), log=quiet)
-    assert log == ["one", "two", "three"]
+    assert log == ["three"]
+
+    log.clear()   # an option stages one and two see; their outputs come out the same, so three is kept
+    res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(opset=11, quantize="float16"), art,
+                                 stages=toy_stages(log, "bye"), log=quiet)
+    assert log == ["one", "two"] and [r.cached for r in res] == [False, False, True]
+    assert (art / "three.txt").read_text() == "BYE!" and not [p for p in art.iterdir() if p.name.startswith(".")]
 
     log.clear()   # someone edits a finished output: that stage and the later ones are rebuilt
     (art / "two_dir" / "part.txt").write_text("tampered")
-    res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(quantize="float16"), art,
+    res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(opset=11, quantize="float16"), art,
                                  stages=toy_stages(log, "bye"), log=quiet)
     assert log == ["two", "three"] and (art / "three.txt").read_text() == "BYE!"
+
+
+def test_identical_stages_are_copied_from_a_sibling_folder(tmp_path):
+    log = []
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), tmp_path / "m", stages=toy_stages(log), log=quiet)
+    log.clear()   # same model, another option that only the last stage sees: the first two are copied
+    stages = toy_stages(log)
+    res, man = pipeline.run_stages(make_source(tmp_path), ConvertOptions(quantize="float16"), tmp_path / "m-float16",
+                                   stages=stages, log=quiet)
+    assert log == ["three"]
+    assert [r.reused_from for r in res] == ["m", "m", None]
+    assert (tmp_path / "m-float16" / "two_dir" / "part.txt").read_text() == "hello!"
+    assert man.data["stages"]["one"]["reused_from"] == "m"
+
+    log.clear()   # a sibling whose output no longer matches its manifest is not trusted
+    (tmp_path / "m" / "one.txt").write_text("tampered")
+    res, _ = pipeline.run_stages(make_source(tmp_path), ConvertOptions(quantize="uint8"), tmp_path / "m-uint8",
+                                 stages=toy_stages(log), log=quiet)
+    assert [r.reused_from for r in res] == ["m-float16", "m", None]   # stage one only from the intact copy
+
+    log.clear()
+    for name in ("m-float16", "m-uint8"):
+        (tmp_path / name / "one.txt").write_text("tampered")
+    res, _ = pipeline.run_stages(make_source(tmp_path), ConvertOptions(), tmp_path / "m-other",
+                                 stages=toy_stages(log), log=quiet)
+    assert log[0] == "one" and (tmp_path / "m-other" / "one.txt").read_text() == "hello"
 
 
 def test_cache_key_depends_on_every_part(tmp_path):
@@ -396,3 +428,44 @@ def test_tfjs_converter_as_subprocess_matches_in_process(converted_m416, tmp_pat
     assert ours["weightsManifest"][0]["weights"] == theirs["weightsManifest"][0]["weights"]
     assert ((converted_m416.dir / "tfjs" / "group1-shard1of1.bin").read_bytes()
             == (out / "group1-shard1of1.bin").read_bytes())
+
+
+# --- import substitutes (converters/tf_compat.py) -----------------------------------------------------------------
+
+def run_py(code, extra_path=None):
+    path = os.pathsep.join([str(PROJECT_ROOT)] + ([str(extra_path)] if extra_path else []))
+    return subprocess.run([PY, "-c", code], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": path},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_substitutes_fill_only_what_is_missing(tmp_path):
+    code = ("import sys, json; from converters import tf_compat as c; added = c.install(); "
+            "print(json.dumps({'added': added, 'again': c.install(), 'tf': 'tensorflow' in sys.modules, "
+            "'pkg_resources': getattr(sys.modules.get('pkg_resources'), c.MARKER, False), "
+            "'hardmax': callable(sys.modules['tensorflow_addons'].seq2seq.hardmax)}))")
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out["added"]) == {"tensorflow_addons", "tensorflow_probability", "tensorflow_decision_forests",
+                                 "tensorflowjs.converters.jax_conversion"}
+    assert out["again"] == [] and out["tf"] is False and out["pkg_resources"] is False and out["hardmax"]
+
+    real = tmp_path / "tensorflow_addons"   # an installed real package is never shadowed
+    real.mkdir()
+    (real / "__init__.py").write_text("REAL = True\n")
+    r = run_py("from converters import tf_compat as c; c.install(); import tensorflow_addons as t; print(t.REAL)",
+               extra_path=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+
+
+@pytest.mark.slow
+def test_both_converters_import_in_a_fresh_process():
+    """onnx-tf and the TFJS converter import with the substitutes; hardmax is the real definition; the scoped
+    pkg_resources stand-in is gone afterwards."""
+    code = ("import sys; from converters import tf_compat as c; c.install(); import onnx_tf.backend; "
+            "c.import_tensorflowjs(); import tensorflow as tf, tensorflow_addons as tfa; "
+            "h = tfa.seq2seq.hardmax(tf.constant([[1., 3., 2.], [5., 0., 0.]])).numpy().tolist(); "
+            "print(h, getattr(sys.modules.get('pkg_resources'), c.MARKER, False))")
+    r = run_py(code)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]] False"

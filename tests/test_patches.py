@@ -16,6 +16,7 @@ import patches
 from nanodet_ref.config import load_config
 from nanodet_ref.errors import UserError
 from nanodet_ref.pan import PAN, BilinearResize
+from patches import channel_shuffle_4d
 from patches import pan_resample_opset10 as pan_patch
 from patches import resize_half_pixel
 
@@ -29,6 +30,46 @@ def _max_diff(a, b) -> float:
 def test_registered():
     assert patches.TORCH_PATCHES["pan_resample_opset10"] is pan_patch
     assert patches.ONNX_PATCHES["resize_half_pixel"] is resize_half_pixel
+    assert patches.TORCH_PATCHES["channel_shuffle_4d"] is channel_shuffle_4d
+
+
+# ---------------------------------------------------------------- channel_shuffle_4d
+
+
+@pytest.mark.parametrize("shape", [(1, 116, 52, 52), (2, 8, 3, 5), (1, 464, 13, 13)])
+def test_shuffle_4d_is_bitwise_channel_shuffle(shape):
+    from nanodet_ref.layers import channel_shuffle
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(channel_shuffle_4d.shuffle_4d(x), channel_shuffle(x, 2))
+
+
+def _reshape_ranks(proto) -> list[int]:
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = onnx.numpy_helper.to_array(n.attribute[0].t)
+    return [int(consts[n.input[1]].size) for n in proto.graph.node if n.op_type == "Reshape" and n.input[1] in consts]
+
+
+def test_shuffle_4d_patch_removes_5d_reshapes_and_is_exact():
+    """The real ShuffleNetV2 backbone (seeded weights): unpatched export has 5-D Reshapes, patched none;
+    outputs bit-identical."""
+    from nanodet_ref.backbones import ShuffleNetV2
+    cfg = load_config("m-416")
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.backbone = ShuffleNetV2(model_size="1.0x", activation="LeakyReLU").eval()
+    model.forward = lambda x: tuple(model.backbone(x))
+    x = np.random.default_rng(7).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    assert 5 in _reshape_ranks(onnx.load_from_string(_export_bytes(model, x, 10)))
+    patched = channel_shuffle_4d.apply(copy.deepcopy(model), cfg, 10)
+    patched.forward = lambda x: tuple(patched.backbone(x))
+    assert all(type(b).__name__ == "Shuffle4dV2Block" for b in patched.backbone.stage2)
+    ranks = _reshape_ranks(onnx.load_from_string(_export_bytes(patched, x, 10)))
+    assert ranks and max(ranks) == 4
+    with torch.no_grad():
+        for a, b in zip(model(torch.from_numpy(x)), patched(torch.from_numpy(x))):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("hw", [(13, 13), (26, 26), (10, 10), (7, 12), (1, 5), (2, 2)])

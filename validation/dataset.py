@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanodet_ref.samples import sample_photos
 from nanodet_ref.errors import UserError
 from nanodet_ref.paths import shared_path
 from nanodet_ref.preprocess import preprocess_file
@@ -20,7 +21,6 @@ from nanodet_ref.preprocess import preprocess_file
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SHARED_SET = ("data", "coco-val2017-40")
 SHARED_ANNOTATIONS = "annotations/instances_val2017_40.json"
-FALLBACK_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
 
 
 @dataclass
@@ -40,11 +40,7 @@ class Batch:
 
 
 def fallback_photos() -> list[Path]:
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    data = Path(list(spec.submodule_search_locations)[0]) / "data"
-    return [data / n for n in FALLBACK_PHOTOS if (data / n).is_file()]
+    return sample_photos()
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -49,7 +49,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
     for name in order_stages(report["stages"]):
         s = report["stages"][name]
         worst = class_diff_summary(s.get("max_class_diff") or [])
-        worst_txt = f"{_fmt(worst['diff'])} (#{worst['class']})" if worst else "-"
+        worst_txt = "-" if worst is None else "0" if worst["diff"] == 0 else f"{_fmt(worst['diff'])} (#{worst['class']})"
         rows.append([name, "PASS" if s.get("pass") else "FAIL", _fmt(s.get("max_abs_diff")),
                      _fmt(s.get("mean_abs_diff")), worst_txt, _fmt(s.get("matched_fraction")),
                      _fmt(s.get("ap")), _fmt(s.get("ap50")), s.get("criteria", "")])
