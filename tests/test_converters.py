@@ -164,11 +164,12 @@ def test_changed_input_or_option_or_tampered_output_rebuilds(tmp_path):
     assert log == ["one", "two"] and [r.cached for r in res] == [False, False, True]
     assert (art / "three.txt").read_text() == "BYE!" and not [p for p in art.iterdir() if p.name.startswith(".")]
 
-    log.clear()   # someone edits a finished output: that stage and the later ones are rebuilt
+    log.clear()   # someone edits a finished output: that stage is rebuilt (and three, fed the same, is kept)
     (art / "two_dir" / "part.txt").write_text("tampered")
     res, _ = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(opset=11, quantize="float16"), art,
                                  stages=toy_stages(log, "bye"), log=quiet)
-    assert log == ["two", "three"] and (art / "three.txt").read_text() == "BYE!"
+    assert log == ["two"] and [r.cached for r in res] == [True, False, True]
+    assert (art / "two_dir" / "part.txt").read_text() == "bye!" and (art / "three.txt").read_text() == "BYE!"
 
 
 def test_identical_stages_are_copied_from_a_sibling_folder(tmp_path):
@@ -347,17 +348,16 @@ def test_node_missing(tmp_path):
 # --- the one real conversion --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def converted_m416(shared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("convert") / "m-416"
-    t0 = time.perf_counter()
-    r = run_cli("--model", "m-416", "--out", str(out), "--no-validate", "--no-audit")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return SimpleNamespace(dir=out, seconds=time.perf_counter() - t0, stdout=r.stdout, stderr=r.stderr)
+def converted(conversion_m416):
+    """The session's one m-416 conversion (tests/conftest.py), with audit and validation."""
+    assert conversion_m416.returncode == 0, conversion_m416.stderr[-3000:]
+    return SimpleNamespace(dir=conversion_m416.artifact_dir, seconds=conversion_m416.seconds,
+                           stdout=conversion_m416.stdout, stderr=conversion_m416.stderr)
 
 
 @pytest.mark.slow
-def test_end_to_end_m416_then_cached(converted_m416):
-    art = converted_m416.dir
+def test_end_to_end_m416_then_cached(converted):
+    art = converted.dir
     for rel in ("model.onnx", "model.sim.onnx", "saved_model/saved_model.pb", "tfjs/model.json", "manifest.json"):
         assert (art / rel).is_file(), rel
     assert list((art / "tfjs").glob("group*-shard*of*.bin"))
@@ -377,7 +377,7 @@ def test_end_to_end_m416_then_cached(converted_m416):
     assert all(v.endswith(":0") for v in tfjs_spec["outputs"].values())
     for stage in m["stages"].values():
         assert stage["seconds"] > 0
-    assert "[4/4] tfjs" in converted_m416.stderr
+    assert "[4/4] tfjs" in converted.stderr
 
     t0 = time.perf_counter()
     r = run_cli("--model", "m-416", "--out", str(art), "--no-validate", "--no-audit")
@@ -386,11 +386,11 @@ def test_end_to_end_m416_then_cached(converted_m416):
     m2 = json.loads((art / "manifest.json").read_text())
     assert all(s["cached"] for s in m2["last_run"]["stages"].values()), m2["last_run"]
     assert r.stdout.count(" yes") == 4
-    assert warm < 15, f"warm re-run took {warm:.1f} s (cold {converted_m416.seconds:.1f} s)"
+    assert warm < 15, f"warm re-run took {warm:.1f} s (cold {converted.seconds:.1f} s)"
 
 
 @pytest.mark.slow
-def test_saved_model_agrees_with_pytorch_on_a_real_image(converted_m416, shared):
+def test_saved_model_agrees_with_pytorch_on_a_real_image(converted, shared):
     import numpy as np
     import tensorflow as tf
     from nanodet_ref.checkpoint import load_weights
@@ -403,8 +403,8 @@ def test_saved_model_agrees_with_pytorch_on_a_real_image(converted_m416, shared)
     model = build_model(cfg)
     load_weights(model, cfg)
     ref = run_model(model, x)
-    spec = json.loads((converted_m416.dir / "manifest.json").read_text())["io_specs"]["saved_model"]
-    fn = tf.saved_model.load(str(converted_m416.dir / "saved_model")).signatures[spec["signature"]]
+    spec = json.loads((converted.dir / "manifest.json").read_text())["io_specs"]["saved_model"]
+    fn = tf.saved_model.load(str(converted.dir / "saved_model")).signatures[spec["signature"]]
     got = fn(**{spec["input"]["name"]: tf.constant(x)})
     for name, want in ref.items():
         out = got[spec["outputs"][name]].numpy()
@@ -414,19 +414,19 @@ def test_saved_model_agrees_with_pytorch_on_a_real_image(converted_m416, shared)
 
 
 @pytest.mark.slow
-def test_tfjs_converter_as_subprocess_matches_in_process(converted_m416, tmp_path):
+def test_tfjs_converter_as_subprocess_matches_in_process(converted, tmp_path):
     """The CLI route (python -m converters.tfjs_entry, substitutes installed first) writes the same weights."""
     out = tmp_path / "tfjs"
     r = subprocess.run([PY, "-m", "converters.tfjs_entry", "--input_format=tf_saved_model",
-                        str(converted_m416.dir / "saved_model"), str(out)],
+                        str(converted.dir / "saved_model"), str(out)],
                        cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    ours = json.loads((converted_m416.dir / "tfjs" / "model.json").read_text())
+    ours = json.loads((converted.dir / "tfjs" / "model.json").read_text())
     theirs = json.loads((out / "model.json").read_text())
     assert ours["signature"] == theirs["signature"]
     assert ours["weightsManifest"][0]["weights"] == theirs["weightsManifest"][0]["weights"]
-    assert ((converted_m416.dir / "tfjs" / "group1-shard1of1.bin").read_bytes()
+    assert ((converted.dir / "tfjs" / "group1-shard1of1.bin").read_bytes()
             == (out / "group1-shard1of1.bin").read_bytes())
 
 

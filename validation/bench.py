@@ -150,6 +150,7 @@ def bench_tfjs(model_json: Path, io: dict, data: Dataset, cpu_runs: int) -> dict
     outputs = stack_items([spec.collect(r, str(model_json)) for r in results])
     out["wasm"] = {"load_ms": meta["load_ms"], "first_ms": meta["warmup_ms"][0],
                    "median_ms": median(meta["infer_ms"]), "runs": len(meta["infer_ms"]),
+                   "ap_run_median_ms": median(meta["infer_ms"]),
                    "simd": meta.get("simd"), "threads": meta.get("threads"),
                    "execute_async": meta.get("execute_async"), "tfjs": meta.get("tfjs_version")}
     out["ap"] = data.ap(outputs)
@@ -158,6 +159,28 @@ def bench_tfjs(model_json: Path, io: dict, data: Dataset, cpu_runs: int) -> dict
         out["cpu"] = {"load_ms": meta["load_ms"], "first_ms": meta["warmup_ms"][0],
                       "median_ms": median(meta["infer_ms"]), "runs": len(meta["infer_ms"])}
     return out
+
+
+def interleaved_wasm(rows: list[dict], jobs: dict, data: Dataset, rounds: int, per_round: int) -> None:
+    """Warm wasm latency, interleaved: each round runs every model once (1 warm-up + ``per_round`` timed), so
+    that load from other processes on the machine hits all rows alike. Sets wasm.median_ms over all rounds."""
+    from validation.runners.base import IoSpec
+    from validation.runners.tfjs_node import run_tfjs_graph
+
+    times: dict[str, list[float]] = {label: [] for label in jobs}
+    for _ in range(rounds):
+        for label, (model_json, io) in jobs.items():
+            spec = IoSpec.from_dict(io, str(model_json))
+            x = spec.prepare_input(data.batch[:per_round])
+            feeds = [{spec.input_name.split(":")[0]: x[i:i + 1]} for i in range(len(x))]
+            _, meta = run_tfjs_graph(model_json, feeds, [m.name for m in spec.outputs.values()], "wasm",
+                                     warmup=1, return_meta=True)
+            times[label] += meta["infer_ms"]
+    for row in rows:
+        if row["label"] in times and times[row["label"]]:
+            row["wasm"]["median_ms"] = median(times[row["label"]])
+            row["wasm"]["runs"] = len(times[row["label"]])
+            row["wasm"]["interleaved"] = f"{rounds} rounds x {per_round}"
 
 
 def bench_python(make_run, data: Dataset, warm: int) -> dict:
@@ -245,7 +268,8 @@ def render(rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['label']} | {fmt(r.get('size'))} | {ops} | {lat_txt} | {cpu_txt} | "
                      f"{fmt(r['ap']['ap'], 3)} | {fmt(r['ap']['ap50'], 3)} | {speed} | {size} |")
     lines += ["", "Latency: TFJS rows in Node (tfjs 4.22 " + meta.get("wasm_note", "") + "); the median is over "
-              "warm inferences (wasm: one per image; cpu: a few). PyTorch / onnxruntime rows: Python, "
+              f"warm inferences (wasm: {meta.get('interleave', 'the AP run')}, every model once per round, so "
+              "that load from other processes hits all rows alike; cpu: a few). PyTorch / onnxruntime rows: Python, "
               f"{meta.get('torch_threads')} threads, not comparable with the Node rows. Ops: graph nodes other "
               "than Const/Placeholder/Identity/NoOp."]
     if meta.get("targets"):
@@ -284,6 +308,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", help="(not supported by bench)")
     p.add_argument("--images", type=int, default=None, help="use only the first N shared images")
     p.add_argument("--cpu-runs", type=int, default=3, help="warm inferences on the TFJS cpu backend (0: skip)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved wasm latency rounds (0: use the AP run)")
+    p.add_argument("--per-round", type=int, default=10, help="timed wasm inferences per model per round")
     p.add_argument("--python-runs", type=int, default=10, help="warm inferences for PyTorch / onnxruntime")
     p.add_argument("--only", default=None, help="comma-separated labels to run (e.g. 'onnx2tf float32,peer')")
     p.add_argument("--no-convert", action="store_true", help="skip variants not converted yet")
@@ -322,31 +348,51 @@ def run(args) -> int:
             log(f"  error: {row['error']}")
         rows.append(row)
 
+    # convert first (cached when already built), so that every measurement below sees the final artifacts
+    artifacts: dict[str, Path | Exception] = {}
+    for label, backend, quantize in VARIANTS:
+        if not use(label):
+            continue
+        artifact = artifacts_dir() / artifact_name(args.model, ConvertOptions(backend=backend, quantize=quantize))
+        try:
+            if not args.no_convert:
+                artifact = convert_variant(args.model, backend, quantize)
+            elif not (artifact / "tfjs" / "model.json").is_file():
+                raise RuntimeError(f"{artifact} not converted (run without --no-convert)")
+            artifacts[label] = artifact
+        except RuntimeError as exc:
+            artifacts[label] = exc
+            log(f"  {label}: {exc}")
+
     guarded("PyTorch", lambda: bench_python(pytorch_runner(cfg), data, args.python_runs))
     base = artifacts_dir() / args.model
-    guarded("onnxruntime", lambda: {"size": (base / "model.onnx").stat().st_size,
-                                    **bench_python(onnxruntime_runner(base / "model.onnx", cfg), data,
-                                                   args.python_runs)} if (base / "model.onnx").is_file()
-            else (_ for _ in ()).throw(RuntimeError(f"{base / 'model.onnx'} not built")))
+
+    def ort_row():
+        if not (base / "model.onnx").is_file():
+            raise RuntimeError(f"{base / 'model.onnx'} not built")
+        return {"size": (base / "model.onnx").stat().st_size,
+                **bench_python(onnxruntime_runner(base / "model.onnx", cfg), data, args.python_runs)}
+    guarded("onnxruntime", ort_row)
 
     def tfjs_row(artifact: Path):
         mj = artifact / "tfjs" / "model.json"
         ops = op_counts(mj)
-        res = {"artifact": str(artifact.relative_to(artifacts_dir().parent)) if artifact.is_relative_to(
-            artifacts_dir().parent) else str(artifact),
-            "size": tfjs_size(mj), "ops": sum(v for k, v in ops.items() if k not in BOOKKEEPING_OPS),
-            "transposes": ops.get("Transpose", 0), "op_types": dict(ops.most_common())}
-        res.update(bench_tfjs(mj, tfjs_io_spec(artifact), data, args.cpu_runs))
+        res = {"artifact": artifact.name, "size": tfjs_size(mj),
+               "ops": sum(v for k, v in ops.items() if k not in BOOKKEEPING_OPS),
+               "transposes": ops.get("Transpose", 0), "op_types": dict(ops.most_common())}
+        io = tfjs_io_spec(artifact)
+        res.update(bench_tfjs(mj, io, data, args.cpu_runs))
+        jobs[artifact.name] = (mj, io)
         return res
 
-    for label, backend, quantize in VARIANTS:
-        def one(backend=backend, quantize=quantize):
-            artifact = artifacts_dir() / artifact_name(args.model, ConvertOptions(backend=backend, quantize=quantize))
-            if not (artifact / "tfjs" / "model.json").is_file() or not args.no_convert:
-                if args.no_convert:
-                    raise RuntimeError(f"{artifact} not converted (run without --no-convert)")
-                artifact = convert_variant(args.model, backend, quantize)
-            return tfjs_row(artifact)
+    jobs: dict = {}
+    for label, _, _ in VARIANTS:
+        if label not in artifacts:
+            continue
+        def one(found=artifacts[label]):
+            if isinstance(found, Exception):
+                raise found
+            return tfjs_row(found)
         guarded(label, one)
 
     if args.model in PEER_MODELS:
@@ -360,14 +406,29 @@ def run(args) -> int:
                    "ops": sum(v for k, v in ops.items() if k not in BOOKKEEPING_OPS),
                    "transposes": ops.get("Transpose", 0), "op_types": dict(ops.most_common())}
             res.update(bench_tfjs(mj, PEER_IO, data, args.cpu_runs))
+            jobs["peer (vladmandic)"] = (mj, PEER_IO)
             return res
         guarded("peer (vladmandic)", peer, peer=True)
+
+    # the job keys are artifact names; rows carry labels: key the latency jobs by row label
+    by_label = {}
+    for row in rows:
+        key = row.get("artifact") if not row.get("peer") else row["label"]
+        if row.get("wasm") and key in jobs:
+            by_label[row["label"]] = jobs[key]
+    if by_label and args.rounds:
+        log(f"- warm wasm latency, interleaved ({args.rounds} rounds x {args.per_round})")
+        try:
+            interleaved_wasm(rows, by_label, data, args.rounds, args.per_round)
+        except (UserError, RuntimeError) as exc:
+            log(f"  error: {exc} (medians stay those of the AP runs)")
 
     wasm_meta = next((r["wasm"] for r in rows if r.get("wasm")), {})
     meta = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "images": len(data.files),
             "device": f"{os.cpu_count()} CPU cores, Node {_node_version()}",
             "wasm_note": f"wasm: SIMD {wasm_meta.get('simd')}, {wasm_meta.get('threads')} thread",
-            "torch_threads": _threads(), "seconds": round(time.perf_counter() - t_start, 1)}
+            "torch_threads": _threads(),
+            "interleave": f"{args.rounds} interleaved rounds x {args.per_round} per model" if args.rounds else None, "seconds": round(time.perf_counter() - t_start, 1)}
     meta["targets"] = targets(rows)
     text = render(rows, meta)
     out_dir = Path(args.out) if args.out else artifacts_dir() / "bench"

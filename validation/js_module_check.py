@@ -51,7 +51,7 @@ def node_command() -> list[str]:
 
 def module_paths(artifact: Path) -> tuple[Path, Path]:
     """(nanodet.mjs, model json) of an artifact folder (the one holding tfjs/) or of a tfjs folder itself."""
-    artifact = Path(artifact)
+    artifact = Path(artifact).resolve()  # Node runs in js/: paths must not be relative
     tfjs = artifact / "tfjs" if (artifact / "tfjs").is_dir() else artifact
     module = tfjs / "nanodet.mjs"
     if not module.is_file():
