@@ -34,7 +34,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 js: js/node_modules/.installed
 js/node_modules/.installed: js/package.json js/package-lock.json
-	@command -v npm >/dev/null || { echo "error: npm (Node.js) not found on PATH: install Node.js >= 18" >&2; exit 2; }
+	@command -v npm >/dev/null || { echo "error: npm (Node.js) not found on PATH: install Node.js >= 20.9" >&2; exit 2; }
 	cd js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 

@@ -15,7 +15,7 @@
 //   detector.dispose();
 //
 // `image` is a tf.Tensor3D [h, w, 3] RGB (uint8 values), decoded pixels {data, width, height} (RGBA or
-// RGB, e.g. ImageData or jpeg-js output), or, in browsers, an HTMLImageElement, HTMLCanvasElement,
+// RGB, e.g. ImageData or raw pixels from sharp), or, in browsers, an HTMLImageElement, HTMLCanvasElement,
 // HTMLVideoElement, ImageBitmap or OffscreenCanvas.
 
 /** The model's constants, written by the toolkit when it renders this template (null in the template). */
@@ -155,7 +155,7 @@ export async function toPixels(image) {
     }
     return { data: await image.data(), height: image.shape[0], width: image.shape[1], channels: image.shape[2] };
   }
-  if (image.data != null && image.width > 0 && image.height > 0) return image; // ImageData, jpeg-js, ...
+  if (image.data != null && image.width > 0 && image.height > 0) return image; // ImageData, sharp raw output, ...
   const width = image.naturalWidth || image.videoWidth || image.width;
   const height = image.naturalHeight || image.videoHeight || image.height;
   if (!(width > 0 && height > 0)) throw new Error('nanodet: image has no size (not loaded yet?)');

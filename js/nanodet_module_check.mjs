@@ -7,11 +7,14 @@
 //   parity  --list list.json --out DIR   list: [{id, input: file of float32 NCHW, warp: [9], width, height}]
 //           Runs the model on each given input tensor, writes the raw outputs (DIR/<id>.<signature name>.f32)
 //           and the module's decode() of them (DIR/detections.json: {id: [detections in image pixels]}).
-//   detect  --list list.json --out file.json   list: [{id, file: JPEG}] or [{id, raw: RGB bytes, width, height}]
-//           detect() on each image (JPEG decoded by jpeg-js, pure JS) -> {id: [detections]} (+ timing).
-//   memory  --image JPEG --calls N --out file.json
+//   detect  --list list.json --out file.json   list: [{id, file: image}] or [{id, raw: RGB bytes, width, height}]
+//           detect() on each image -> {id: [detections]} (+ timing). Files (JPEG, PNG, ...) are decoded by
+//           sharp (libvips + mozjpeg/libjpeg-turbo) the way OpenCV's IMREAD_COLOR decodes them: embedded ICC
+//           profiles ignored, EXIF orientation applied, 8-bit RGB (grey expanded, alpha dropped).
+//   memory  --image FILE --calls N --out file.json
 //           tf.memory().numTensors before and after N detect() calls.
-// Without a model (the module's pure-JS parts only):
+// Without a model (the module's pure-JS parts, or the image decoder only):
+//   pixels     --list list.json   list: [{file: image, out: file}] -> the RGB bytes detect uses (+ out.json: size)
 //   preprocess --list list.json   list: [{raw: RGB bytes, width, height, out: file}] -> float32 input tensors
 //   decode     --list list.json --out file.json
 //           list: [{id, outputs: {signature name: float32 file}, warp: [9] or null, width, height}]
@@ -29,15 +32,15 @@ function fail(message) {
 
 function parseArgs(argv) {
   const [command, ...rest] = argv;
-  if (!['parity', 'detect', 'memory', 'preprocess', 'decode'].includes(command)) {
-    fail(`unknown command '${command}' (parity|detect|memory|preprocess|decode)`);
+  if (!['parity', 'detect', 'memory', 'preprocess', 'decode', 'pixels'].includes(command)) {
+    fail(`unknown command '${command}' (parity|detect|memory|preprocess|decode|pixels)`);
   }
   const args = { command, backend: 'wasm', calls: '500' };
   for (let i = 0; i < rest.length; i += 2) {
     if (!rest[i].startsWith('--') || rest[i + 1] === undefined) fail(`bad argument '${rest[i]}'`);
     args[rest[i].slice(2)] = rest[i + 1];
   }
-  if (!args.module) fail('--module is required');
+  if (!args.module && command !== 'pixels') fail('--module is required');
   return args;
 }
 
@@ -55,17 +58,22 @@ async function makeTf(backend) {
   return { ...core, loadGraphModel: converter.loadGraphModel };
 }
 
-function decodeJpegFile(file) {
-  const jpeg = require('jpeg-js');
-  const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
-  return { data: img.data, width: img.width, height: img.height, channels: 4 };
+// sharp by default converts pixels through an embedded ICC profile to sRGB; OpenCV does not (on the shared COCO
+// set 8 of 40 JPEGs carry one and would differ by up to 70 levels), so the profile is ignored.
+async function decodeImageFile(file) {
+  const sharp = require('sharp');
+  const { data, info } = await sharp(file, { ignoreIcc: true, autoOrient: true })
+    .toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) fail(`${file}: decoded to ${info.channels} channels, expected 3`);
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width,
+    height: info.height, channels: 3 };
 }
 
-function readImage(entry) {
+async function readImage(entry) {
   if (entry.raw) {
     return { data: new Uint8Array(fs.readFileSync(entry.raw)), width: entry.width, height: entry.height, channels: 3 };
   }
-  return decodeJpegFile(entry.file);
+  return decodeImageFile(entry.file);
 }
 
 function readF32(file) {
@@ -75,10 +83,18 @@ function readF32(file) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  if (args.command === 'pixels') {
+    for (const item of JSON.parse(fs.readFileSync(args.list, 'utf8'))) {
+      const { data, width, height, channels } = await decodeImageFile(item.file);
+      fs.writeFileSync(item.out, data);
+      fs.writeFileSync(`${item.out}.json`, JSON.stringify({ width, height, channels }));
+    }
+    return;
+  }
   const mod = await import(pathToFileURL(path.resolve(args.module)).href);
   if (args.command === 'preprocess') {
     for (const item of JSON.parse(fs.readFileSync(args.list, 'utf8'))) {
-      const { input } = mod.preprocess(readImage(item));
+      const { input } = mod.preprocess(await readImage(item));
       fs.writeFileSync(item.out, Buffer.from(input.buffer, input.byteOffset, input.byteLength));
     }
     return;
@@ -115,14 +131,14 @@ async function main() {
     const detections = {};
     let ms = 0;
     for (const item of list) {
-      const image = readImage(item);
+      const image = await readImage(item);
       const t0 = performance.now();
       detections[item.id] = await detector.detect(image);
       ms += performance.now() - t0;
     }
     fs.writeFileSync(args.out, JSON.stringify({ ...report, detect_ms_mean: ms / Math.max(1, list.length), detections }));
   } else {
-    const image = decodeJpegFile(args.image);
+    const image = await decodeImageFile(args.image);
     const calls = Number.parseInt(args.calls, 10);
     await detector.detect(image); // first call may allocate backend caches
     const before = tf.memory().numTensors;

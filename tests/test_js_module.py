@@ -34,7 +34,7 @@ def rendered_config(path: Path) -> dict:
 
 
 def node_ready():
-    if shutil.which("node") is None or not (JS_DIR / "node_modules" / "jpeg-js").is_dir():
+    if shutil.which("node") is None or not (JS_DIR / "node_modules" / check.DECODER).is_dir():
         pytest.skip("node or js/node_modules missing (run `make js`)")
 
 
@@ -171,6 +171,28 @@ def test_js_decode_matches_reference_on_pytorch_outputs(tmp_path, shared):
     assert total > 50
 
 
+@pytest.mark.slow
+def test_node_decoder_gives_opencv_pixels(tmp_path, shared):
+    """sharp, as the check script calls it, decodes like the reference's OpenCV: the 40 shared JPEGs (8 carry an
+    ICC profile sharp would otherwise apply) and PNGs (grey, RGBA, 16-bit) bit for bit."""
+    import cv2
+
+    node_ready()
+    images = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))
+    bgr = cv2.imread(str(images[0]))
+    rng = np.random.default_rng(0)
+    made = {"grey.png": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), "grey.jpg": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY),
+            "rgba.png": np.dstack([bgr, rng.integers(0, 256, bgr.shape[:2], dtype=np.uint8)]),
+            "rgb16.png": bgr.astype(np.uint16) * 257 + rng.integers(0, 257, bgr.shape, dtype=np.uint16)}
+    for name, img in made.items():
+        assert cv2.imwrite(str(tmp_path / name), img)
+    work = tmp_path / "work"
+    work.mkdir()
+    got = check.decoder_pixels(images + [tmp_path / n for n in made], work)
+    assert got == {"images": len(images) + len(made), "max_abs_diff": 0, "differing_images": []}
+    assert len(images) == 40
+
+
 # --------------------------------------------------------------------- with our converted m-416 artifact
 
 @pytest.fixture(scope="session")
@@ -198,6 +220,7 @@ def test_js_module_matches_reference_on_converted_model(converted_m416_fallback,
     e2e = result["end_to_end"]
     assert e2e["ap_diff_same_pixels"] <= check.AP_TOL_SAME_PIXELS, e2e
     assert e2e["ap_diff_jpeg"] <= check.AP_TOL_JPEG, e2e
+    assert e2e["decoder_pixels"]["images"] == 40 and e2e["decoder_pixels"]["max_abs_diff"] == 0, e2e
     assert e2e["ap_js_module_jpeg"] > 0.3, e2e  # the real checkpoint: ~0.33 on this set
     assert result["ok"]
 

@@ -344,7 +344,7 @@ def run(args) -> int:
         try:
             row.update(fn())
         except (UserError, RuntimeError, OSError, KeyError, ValueError) as exc:
-            row["error"] = str(exc).splitlines()[0][:200]
+            row["error"] = str(exc).splitlines()[0].replace(str(PROJECT_ROOT) + os.sep, "")[:200]
             log(f"  error: {row['error']}")
         rows.append(row)
 
