@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanodet_ref.config import Config, load_config
+from nanodet_ref.config import Config, load_config, resolve_checkpoint
 from nanodet_ref.errors import UserError
 from nanodet_ref.paths import PROJECT_ROOT, shared_dir
 
@@ -53,26 +53,13 @@ def display_path(path: Path) -> str:
     return str(path)
 
 
-def find_checkpoint(cfg: Config, checkpoint: str | Path | None) -> Path | None:
-    if checkpoint:
-        return Path(checkpoint)
-    spec = cfg.toolkit.get("weights") or {}
-    if not spec.get("file"):
-        return None
-    rel = Path(spec["file"])
-    if rel.is_absolute():
-        return rel
-    root = shared_dir()
-    return root / rel if root is not None and (root / rel).is_file() else None
-
-
 def resolve(model: str | None = None, config: str | Path | None = None,
             checkpoint: str | Path | None = None) -> ModelSource:
     """Load the config (by model name or path) and hash it and its checkpoint; UserError on bad input."""
     if bool(model) == bool(config):
         raise UserError("give either --model NAME or --config PATH (one of them)")
     cfg = load_config(model or config)
-    path = find_checkpoint(cfg, checkpoint)
+    path = resolve_checkpoint(cfg, checkpoint)
     if path is not None:
         if path.is_dir():
             raise UserError(f"{path}: checkpoint is a folder, not a file")

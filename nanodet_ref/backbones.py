@@ -15,6 +15,17 @@ SHUFFLENET_CHANNELS = {
 }
 
 
+class ChannelShuffle(nn.Module):
+    """ShuffleNetV2's channel shuffle (no parameters, so no state_dict keys: an export patch may swap it)."""
+
+    def __init__(self, groups: int = 2):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        return channel_shuffle(x, self.groups)
+
+
 def _dw(ch, stride):
     return nn.Conv2d(ch, ch, 3, stride, 1, groups=ch, bias=False)
 
@@ -36,6 +47,7 @@ class ShuffleV2Block(nn.Module):
             _dw(mid, stride), nn.BatchNorm2d(mid),
             nn.Conv2d(mid, mid, 1, bias=False), nn.BatchNorm2d(mid), activation(act),
         )
+        self.shuffle = ChannelShuffle(2)
 
     def forward(self, x):
         if self.stride == 1:
@@ -43,7 +55,7 @@ class ShuffleV2Block(nn.Module):
             out = torch.cat((x1, self.branch2(x2)), dim=1)
         else:
             out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return channel_shuffle(out, 2)
+        return self.shuffle(out)
 
 
 class ShuffleNetV2(nn.Module):

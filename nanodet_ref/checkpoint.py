@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, resolve_checkpoint
 from .errors import UserError
-from .paths import shared_dir
 
 OPTIONAL_PREFIXES = ("head.gfl_reg.",)  # built by upstream, never used when share_cls_reg
 
@@ -166,20 +165,6 @@ def warn_random(seed: int, why: str) -> None:
     print(f"{bar}\n!! WARNING: {why}\n!! Using SEEDED RANDOM WEIGHTS (seed {seed}). Every artifact and report\n"
           f"!! carries 'weights: random (seed {seed})'. Detections are meaningless; only the\n"
           f"!! agreement between stages is.\n{bar}", file=sys.stderr)
-
-
-def resolve_checkpoint(cfg: Config, checkpoint: str | Path | None) -> Path | None:
-    """The checkpoint to use: the given path, else the config's ``toolkit.weights`` in the shared folder."""
-    if checkpoint:
-        return Path(checkpoint)
-    spec = cfg.toolkit.get("weights") or {}
-    if not spec.get("file"):
-        return None
-    rel = Path(spec["file"])
-    if rel.is_absolute():
-        return rel
-    root = shared_dir()
-    return root / rel if root is not None and (root / rel).is_file() else None
 
 
 def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = None, seed: int = 0) -> dict:

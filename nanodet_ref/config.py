@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .paths import configs_dir
+from .paths import configs_dir, shared_dir
 
 BACKBONES = ("ShuffleNetV2", "CustomCspNet")
 FPNS = ("PAN",)
@@ -148,3 +148,17 @@ def parse_config(raw: Any, path: Path | None = None, name: str = "model") -> Con
         mean=tuple(float(v) for v in normalize[0]), std=tuple(float(v) for v in normalize[1]),
         class_names=[str(c) for c in class_names], toolkit=toolkit,
     )
+
+
+def resolve_checkpoint(cfg: Config, checkpoint: str | Path | None) -> Path | None:
+    """The checkpoint to use: the given path, else the config's ``toolkit.weights`` in the shared folder."""
+    if checkpoint:
+        return Path(checkpoint)
+    spec = cfg.toolkit.get("weights") or {}
+    if not spec.get("file"):
+        return None
+    rel = Path(spec["file"])
+    if rel.is_absolute():
+        return rel
+    root = shared_dir()
+    return root / rel if root is not None and (root / rel).is_file() else None

@@ -9,7 +9,7 @@ Why it is exact. Merging the two trailing axes H, W (contiguous, row-major) into
 so swapping axes 1 and 2 of the 4-D view moves every element exactly where the 5-D swap moves it: output channel
 ``j`` is input channel ``(j % 2) * (C / 2) + j // 2``, bit for bit; nothing is computed. (A channel Gather with
 that index was tried first: exact too, but TFJS wasm's GatherV2 took 284 ms of a 760 ms inference.)
-``apply`` swaps the ``forward`` of every ShuffleNetV2 block of the model given (the pipeline passes a deep copy)
+``apply`` swaps the ``shuffle`` submodule of every ShuffleNetV2 block of the model given (the pipeline passes a deep copy)
 and checks each block against its original on a random input (``torch.equal``).
 """
 from __future__ import annotations
@@ -34,16 +34,15 @@ def shuffle_4d(x: torch.Tensor, groups: int = GROUPS) -> torch.Tensor:
     return y.reshape(n, c, h, w)
 
 
-class Shuffle4dV2Block(ShuffleV2Block):
-    """A ShuffleV2Block whose final channel shuffle uses a 4-D view (same parameters)."""
+class Shuffle4d(nn.Module):
+    """Drop-in for ``nanodet_ref.backbones.ChannelShuffle`` using the 4-D view."""
+
+    def __init__(self, groups: int = GROUPS):
+        super().__init__()
+        self.groups = groups
 
     def forward(self, x):
-        if self.stride == 1:
-            x1, x2 = x.chunk(2, dim=1)
-            out = torch.cat((x1, self.branch2(x2)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return shuffle_4d(out)
+        return shuffle_4d(x, self.groups)
 
 
 def apply(model: nn.Module, cfg, opset: int) -> nn.Module:
@@ -52,7 +51,7 @@ def apply(model: nn.Module, cfg, opset: int) -> nn.Module:
     gen = torch.Generator().manual_seed(0)
     for block in blocks:
         reference = copy.deepcopy(block)
-        block.__class__ = Shuffle4dV2Block
+        block.shuffle = Shuffle4d(block.shuffle.groups)
         channels = reference.branch2[0].in_channels * (1 if reference.stride > 1 else 2)
         x = torch.randn(1, channels, 6, 6, generator=gen)
         with torch.no_grad():

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from converters import atomic, manifest, pipeline
+from converters import atomic, pipeline
 from converters.context import output_names as twin_output_names
 from converters.options import ConvertOptions, artifact_name, check_opset
 from converters.sources import resolve

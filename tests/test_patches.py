@@ -64,7 +64,7 @@ def test_shuffle_4d_patch_removes_5d_reshapes_and_is_exact():
     assert 5 in _reshape_ranks(onnx.load_from_string(_export_bytes(model, x, 10)))
     patched = channel_shuffle_4d.apply(copy.deepcopy(model), cfg, 10)
     patched.forward = lambda x: tuple(patched.backbone(x))
-    assert all(type(b).__name__ == "Shuffle4dV2Block" for b in patched.backbone.stage2)
+    assert all(type(b.shuffle).__name__ == "Shuffle4d" for b in patched.backbone.stage2)
     ranks = _reshape_ranks(onnx.load_from_string(_export_bytes(patched, x, 10)))
     assert ranks and max(ranks) == 4
     with torch.no_grad():

@@ -14,7 +14,7 @@ from pathlib import Path
 from nanodet_ref.errors import UserError
 
 from . import artifacts as art
-from .dataset import SHARED_SET, load_batch, resolve_images
+from .dataset import load_batch, resolve_images
 from .evaluate import evaluate_stages, order_stages, tolerances
 from .report import console_table, write_report
 from .runners.tfjs_node import TfjsNodeRunner

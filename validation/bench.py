@@ -211,7 +211,6 @@ def _threads() -> int:
 
 def pytorch_runner(cfg):
     def make():
-        import torch
         from nanodet_ref.checkpoint import load_weights
         from nanodet_ref.model import build_model, run_model
         model = build_model(cfg)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir, shared_path
+from nanodet_ref.paths import artifacts_dir, shared_path
 
 from .runners.tfjs_node import BACKENDS
 

@@ -6,7 +6,6 @@ never imported) and NO AP: said loudly, and recorded in the report.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
