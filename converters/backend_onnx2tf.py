@@ -16,6 +16,19 @@ outputs are called ``output_0..`` and onnx2tf may lay a 3-D output out different
    toolkit's output names, each [1, HW, C] (a transpose is added where onnx2tf moved an axis), beside
    ``out_dir`` and renames it into place, so a failed run never leaves a finished-looking folder.
 
+4. Depthwise convs stay depthwise. onnx2tf 1.29.24 keeps a few tensors in NCHW where it loses track of the
+   layout (after the channel shuffle's last Reshape; the PAN's ``Add`` of a lateral conv and a resampled map)
+   and then emits the depthwise conv that reads them as a grouped ``Conv2D`` (filter [3, 3, 1, C]): TF runs
+   it, TFJS does not ("depth of input (C) must match input depth for filter 1"). The subprocess wraps
+   onnx2tf's Conv converter so those convs get their input as NHWC and become ``DepthwiseConv2dNative``
+   (``_nchw_depthwise_inputs_fixed``; on m-416: 2 backbone + 3 head convs, listed in ``onnx2tf_check.json``),
+   and refuses a final SavedModel that still holds a grouped ``Conv2D`` (``grouped_convs``).
+
+onnx2tf options: none beyond the defaults, on purpose. ``-dgc`` (``disable_group_convolution``) also gives a
+TFJS model that runs, but as ``tf.split`` into C single-channel convs + concat (636 ``Conv2D`` on m-416, about
+4x slower in TFJS wasm); ``-dsm`` (``disable_strict_mode``) does not change the layout decisions; ``-nuo`` only
+skips onnxsim, which the pipeline has already run; ``-ebu``/``-eatfp16`` concern MatMul/TFLite, absent here.
+
 ``to_saved_model`` returns the io spec (docs/ARCHITECTURE.md): NHWC input, outputs by signature name.
 """
 from __future__ import annotations
@@ -77,10 +90,52 @@ def _write_calibration(cwd: Path) -> None:
     np.save(cwd / CALIBRATION_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
 
 
-def _run_onnx2tf(onnx_copy: Path, raw_dir: Path) -> None:
-    """onnx2tf.convert, stopped after its SavedModel (its TFLite export follows and is not needed)."""
+def _nchw_depthwise_inputs_fixed(conv_module, fixed: list):
+    """Wrap onnx2tf's Conv ``make_node`` so that a depthwise conv on a tensor onnx2tf still holds as NCHW
+    becomes ``DepthwiseConv2dNative``, not a grouped ``Conv2D``.
+
+    Where onnx2tf loses track of the layout (the output of the channel shuffle's last Reshape, the PAN's
+    ``Add`` of a lateral conv and a resampled map) the TF tensor keeps the ONNX shape [N, C, H, W]. onnx2tf's
+    Conv then transposes it to NHWC itself, but decides "depthwise or grouped" from the shape it had *before*
+    that transpose (last axis W, not C), and emits a grouped ``Conv2D`` with filter [kh, kw, 1, C]: right in
+    TF, rejected by TFJS ("depth of input (C) must match input depth for filter 1"). Handing Conv the NHWC
+    transpose up front makes both decisions agree. Only convs whose group equals the channel count of an input
+    in the ONNX layout (and C != W, so the layout is unambiguous) are touched; their names go to ``fixed``.
+    The result is checked against onnxruntime like every other output of the subprocess.
+    """
+    import tensorflow as tf
+
+    original = conv_module.make_node
+
+    def make_node(*, graph_node, tf_layers_dict, **kwargs):
+        inp = graph_node.inputs[0]
+        entry = tf_layers_dict.get(inp.name)
+        group = graph_node.attrs.get("group", 1)
+        onnx_shape = list(inp.shape) if inp.shape is not None else None
+        tf_node = entry.get("tf_node") if isinstance(entry, dict) else None
+        if (group > 1 and onnx_shape and len(onnx_shape) == 4 and tf_node is not None
+                and hasattr(tf_node, "shape") and list(tf_node.shape) == onnx_shape
+                and onnx_shape[1] == group and onnx_shape[1] != onnx_shape[3]):
+            tf_layers_dict[inp.name] = dict(entry, tf_node=tf.transpose(tf_node, [0, 2, 3, 1]))
+            try:
+                out = original(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
+            finally:
+                tf_layers_dict[inp.name] = entry
+            fixed.append(graph_node.name)
+            return out
+        return original(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
+
+    return original, make_node
+
+
+def _run_onnx2tf(onnx_copy: Path, raw_dir: Path) -> list:
+    """onnx2tf.convert, stopped after its SavedModel (its TFLite export follows and is not needed).
+
+    Returns the names of the depthwise convs whose NCHW input was handed over as NHWC
+    (``_nchw_depthwise_inputs_fixed``)."""
     import tensorflow as tf
     import onnx2tf
+    import onnx2tf.ops.Conv as conv_module
 
     class _SavedModelWritten(Exception):
         pass
@@ -100,6 +155,8 @@ def _run_onnx2tf(onnx_copy: Path, raw_dir: Path) -> None:
 
     real = tf.lite.TFLiteConverter
     tf.lite.TFLiteConverter = _NoTflite
+    fixed: list = []
+    original_conv, conv_module.make_node = _nchw_depthwise_inputs_fixed(conv_module, fixed)
     try:
         onnx2tf.convert(input_onnx_file_path=str(onnx_copy), output_folder_path=str(raw_dir),
                         output_signaturedefs=True, non_verbose=True)
@@ -107,8 +164,10 @@ def _run_onnx2tf(onnx_copy: Path, raw_dir: Path) -> None:
         pass
     finally:
         tf.lite.TFLiteConverter = real
+        conv_module.make_node = original_conv
     if not (raw_dir / "saved_model.pb").is_file():
         raise RuntimeError("onnx2tf wrote no saved_model.pb")
+    return fixed
 
 
 def _match_outputs(onnx_outs: dict, tf_outs: dict) -> tuple[dict, dict]:
@@ -137,6 +196,24 @@ def _match_outputs(onnx_outs: dict, tf_outs: dict) -> tuple[dict, dict]:
     return mapping, diffs
 
 
+def grouped_convs(concrete_fn) -> list[str]:
+    """The ``Conv2D`` ops of ``concrete_fn`` (frozen, functions inlined) whose filter's input depth is not the
+    input's channel count, i.e. grouped convolutions: TF runs them, TFJS rejects them ("depth of input (C)
+    must match input depth for filter 1"). One line per op: name, input channels, filter input depth."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    graph = convert_variables_to_constants_v2(concrete_fn).graph
+    found = []
+    for op in graph.get_operations():
+        if op.type != "Conv2D":
+            continue
+        channel_axis = -1 if op.get_attr("data_format") in (b"NHWC", "NHWC") else 1
+        cin, fin = op.inputs[0].shape[channel_axis], op.inputs[1].shape[2]
+        if cin is not None and fin is not None and cin != fin:
+            found.append(f"{op.name} (input {cin} channels, filter depth {fin})")
+    return found
+
+
 def _worker(onnx_path: Path, staged: Path) -> dict:
     import numpy as np
     import onnx
@@ -158,7 +235,7 @@ def _worker(onnx_path: Path, staged: Path) -> dict:
     out_names = [o.name for o in model.graph.output]
 
     raw = cwd / "raw_saved_model"
-    _run_onnx2tf(onnx_copy, raw)
+    fixed = _run_onnx2tf(onnx_copy, raw)
 
     x = np.random.default_rng(0).normal(size=dims).astype(np.float32)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -190,15 +267,21 @@ def _worker(onnx_path: Path, staged: Path) -> dict:
     wrapped = Wrapped(loaded)
     tf.saved_model.save(wrapped, str(staged), signatures={"serving_default": wrapped.serve})
     # the final SavedModel, checked once more end to end
-    final = tf.saved_model.load(str(staged)).signatures["serving_default"]
+    final_model = tf.saved_model.load(str(staged))  # kept referenced: the signature needs its variables
+    final = final_model.signatures["serving_default"]
     got = {k: v.numpy() for k, v in final(**{in_name: tf.constant(x.transpose(0, 2, 3, 1))}).items()}
     final_diffs = {n: float(np.abs(got[n].astype(np.float64) - onnx_outs[n]).max()) for n in out_names}
     bad = {n: d for n, d in final_diffs.items() if not d <= TOLERANCE or got[n].shape != onnx_outs[n].shape}
     if bad:
         raise RuntimeError(f"wrapped SavedModel differs from onnxruntime: {bad}")
+    grouped = grouped_convs(final)
+    if grouped:
+        raise RuntimeError(f"onnx2tf emitted {len(grouped)} grouped Conv2D that TFJS cannot run: "
+                           + "; ".join(grouped[:5]))
     import onnx2tf
     check = {"onnx2tf_version": getattr(onnx2tf, "__version__", "?"), "max_abs_diff_vs_onnxruntime": final_diffs,
-             "onnx2tf_outputs": {n: {"output": k, "transpose": p} for n, (k, p) in mapping.items()}}
+             "onnx2tf_outputs": {n: {"output": k, "transpose": p} for n, (k, p) in mapping.items()},
+             "depthwise_convs_given_nhwc_input": fixed}
     (staged / REPORT_FILE).write_text(json.dumps(check, indent=1))
     io_spec = {"input": {"name": in_name, "layout": "NHWC"}, "outputs": {n: n for n in out_names}}
     return {"io_spec": io_spec, "check": check}

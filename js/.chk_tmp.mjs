@@ -1,0 +1,11 @@
+import path from 'node:path';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const tf = require('@tensorflow/tfjs-core');
+const wasm = require('@tensorflow/tfjs-backend-wasm');
+wasm.setWasmPaths(path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + path.sep);
+await tf.setBackend('wasm'); await tf.ready();
+const z = tf.randomNormal([1, 52, 52, 116]);
+const a = tf.maxPool(tf.reshape(z, [1, 52, 104, 58]), [1, 1], [1, 2], 'valid');
+const b = tf.split(z, 2, 3)[0];
+console.log(a.shape, tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
