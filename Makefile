@@ -28,8 +28,11 @@ all: convert
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# (this machine's pip config names local index folders that may be absent; its warnings are filtered out)
+	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock 2>&1 \
+		| { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@# the project's packages are imported from the work tree (a .pth file; no build step, no wheel package needed)
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "nanodet_tfjs.pth").write_text("$(CURDIR)\n")'
 	@touch $@
 
 js: js/node_modules/.installed
