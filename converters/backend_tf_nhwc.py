@@ -508,7 +508,7 @@ def build_module(onnx_path: Path):
     nhwc = [dims[0], dims[2], dims[3], dims[1]]
 
     class Model(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec(nhwc, tf.float32, name="input")])
+        @tf.function(input_signature=[tf.TensorSpec(nhwc, tf.float32, name="input")], autograph=False)
         def serve(self, x):
             return translator.run(tf, x)
 

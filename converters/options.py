@@ -14,7 +14,7 @@ from nanodet_ref.errors import UserError
 DEFAULT_OPSET = 10
 SUPPORTED_OPSETS = range(10, 18)  # 10-17: what the TorchScript exporter + onnx-tf 1.10 handle
 QUANTIZE_CHOICES = ("float16", "uint8")
-BACKENDS = ("onnx_tf", "onnx2tf")
+BACKENDS = ("onnx_tf", "onnx2tf", "tf_nhwc")
 DEFAULT_BACKEND = "onnx_tf"
 PATCH_CHOICES = ("default", "none")
 

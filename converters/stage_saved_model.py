@@ -1,6 +1,6 @@
 """Stage 3, simplified ONNX -> TF SavedModel (``saved_model/``), through a swappable backend.
 
-``--backend NAME`` selects ``converters/backend_NAME.py`` (``onnx_tf`` by default, ``onnx2tf``), imported by name;
+``--backend NAME`` selects ``converters/backend_NAME.py`` (``onnx_tf`` by default, ``onnx2tf``, ``tf_nhwc``), imported by name;
 each has ``to_saved_model(onnx_path, out_dir, cfg) -> io spec`` (see docs/ARCHITECTURE.md). The io spec says
 how the SavedModel's serving signature maps to the model signature (input name and layout, output keys); it goes
 into the manifest for the runners.

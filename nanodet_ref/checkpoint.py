@@ -114,7 +114,7 @@ def _calibration_batches(gen: torch.Generator, h: int, w: int) -> list[torch.Ten
     return [torch.from_numpy(x)]
 
 
-def random_init(model: nn.Module, seed: int, input_wh: tuple[int, int] = (320, 320)) -> None:
+def random_init(model: nn.Module, seed: int, input_wh: tuple[int, int]) -> None:
     """Seeded weights whose activations stay near unit scale, so fp32 stages can be compared at 1e-4.
 
     Convs get N(0, 1/fan_in); every BatchNorm then takes its running statistics from a forward pass over
@@ -167,6 +167,13 @@ def warn_random(seed: int, why: str) -> None:
           f"!! agreement between stages is.\n{bar}", file=sys.stderr)
 
 
+def use_random_weights(model: nn.Module, cfg: Config, seed: int, why: str) -> dict:
+    """Warn loudly, fill ``model`` with the seeded random weights of ``cfg``, return their provenance."""
+    warn_random(seed, why)
+    random_init(model, seed, cfg.input_size)
+    return {"weights": f"random (seed {seed})", "kind": "random", "seed": seed}
+
+
 def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = None, seed: int = 0) -> dict:
     """Fill ``model`` with weights; return provenance for manifests and reports.
 
@@ -178,9 +185,7 @@ def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = 
         spec = cfg.toolkit.get("weights") or {}
         why = (f"checkpoint '{spec['file']}' of {cfg.name} not found (shared folder absent; set NANODET_SHARED)"
                if spec.get("file") else f"config {cfg.name} names no checkpoint and none was given")
-        warn_random(seed, why)
-        random_init(model, seed, cfg.input_size)
-        return {"weights": f"random (seed {seed})", "kind": "random", "seed": seed}
+        return use_random_weights(model, cfg, seed, why)
     digest = sha256_file(path) if path.is_file() else None
     want = (cfg.toolkit.get("weights") or {}).get("sha256")
     sd = read_state_dict(path)

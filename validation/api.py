@@ -37,15 +37,14 @@ def reference_runner(cfg, prov: dict, checkpoint=None):
 
 def _random_runner(cfg, seed: int):
     """Seeded random weights even where the config names a checkpoint that exists (the artifact used random)."""
-    from nanodet_ref.checkpoint import random_init, warn_random
+    from nanodet_ref.checkpoint import use_random_weights
     from nanodet_ref.model import build_model
 
     from .runners.pytorch import TorchRunner
 
-    warn_random(seed, f"the artifact of {cfg.name} was converted from random weights (manifest)")
     model = build_model(cfg)
-    random_init(model, seed)
-    return TorchRunner(model, {"weights": f"random (seed {seed})", "kind": "random", "seed": seed})
+    why = f"the artifact of {cfg.name} was converted from random weights (manifest)"
+    return TorchRunner(model, use_random_weights(model, cfg, seed, why))
 
 
 class BrokenRunner:

@@ -3,7 +3,7 @@
 One run measures, for each artifact: size on disk (model.json + weight shards), graph op count and Transposes
 (from model.json), latency in Node with TFJS itself (wasm, single-threaded SIMD, and cpu; load, first inference,
 median of the warm ones) and COCO AP on the shared images. Rows: PyTorch and onnxruntime (latency in Python),
-our TFJS models from the onnx-tf and onnx2tf backends in float32 / float16 / uint8, and the peer artifact (the
+our TFJS models from the onnx-tf, onnx2tf and tf_nhwc backends in float32 / float16 / uint8, and the peer artifact (the
 vladmandic TFJS NanoDet-m). Ratios are to the peer. All TFJS rows run with the same wasm runtime in the same run.
 
 The TFJS numbers come from the validation runner (``js/run_graph_model.mjs`` through
@@ -42,6 +42,8 @@ VARIANTS = [  # (row label, --backend, --quantize)
     ("onnx-tf uint8", "onnx_tf", "uint8"),
     ("onnx2tf float32", "onnx2tf", None), ("onnx2tf float16", "onnx2tf", "float16"),
     ("onnx2tf uint8", "onnx2tf", "uint8"),
+    ("tf_nhwc float32", "tf_nhwc", None), ("tf_nhwc float16", "tf_nhwc", "float16"),
+    ("tf_nhwc uint8", "tf_nhwc", "uint8"),
 ]
 AP_TOLERANCE = 0.002      # "same accuracy as PyTorch" for the speed target
 SPEED_TARGET = 2.0        # x faster than the peer (median warm, wasm)
