@@ -67,7 +67,7 @@ bench: venv js
 	$(PY) -m validation.bench $(MODEL_ARGS)
 
 test: venv js
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=12 tests
 
 test-fast: venv
 	$(PY) -m pytest -q tests -m "not slow"

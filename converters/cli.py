@@ -75,6 +75,12 @@ def cmd_convert(args) -> int:
     weights = result.manifest.get("weights")
     print(f"{result.artifact_dir}  ({weights}; stages {result.seconds:.1f} s)")
     validation = (result.hooks.get("validation") or {}).get("result")
+    if isinstance(validation, dict) and validation.get("stages"):
+        from validation.report import console_table
+
+        print(f"\nvalidation on {validation.get('images')} images ({validation.get('weights')}); "
+              f"details: {result.artifact_dir}/report.md")
+        print(console_table(validation))
     if isinstance(validation, dict) and (validation.get("passed") is False or validation.get("ok") is False):
         print(f"error: validation failed (see {result.artifact_dir}/report.md)", file=sys.stderr)
         return 1
