@@ -34,7 +34,8 @@ from nanodet_ref.errors import UserError
 from . import nhwc_layout as L
 
 SIGNATURE = "serving_default"
-TOLERANCE = 1e-4  # max |diff| vs onnxruntime on one seeded input (float32 rounding: ~1e-6 seen)
+TOLERANCE = 1e-4  # max |diff| vs onnxruntime on one seeded input, relative to max(1, max |output|)
+#                   (float32 rounding: m-416 3e-6, g-416 with random weights 6e-5 seen)
 REPORT_FILE = "tf_nhwc_check.json"
 NHWC = (0, 2, 3, 1)
 
@@ -518,7 +519,8 @@ def build_module(onnx_path: Path):
 
 
 def check_against_onnxruntime(saved_model_dir: Path, onnx_path: Path, dims, names, seed: int = 0) -> dict:
-    """Max |diff| per output between the SavedModel and onnxruntime on one seeded input."""
+    """Max |diff| per output between the SavedModel and onnxruntime on one seeded input, divided by
+    max(1, max |onnxruntime output|)."""
     import onnxruntime as ort
     import tensorflow as tf
     x = np.random.default_rng(seed).normal(size=dims).astype(np.float32)
@@ -531,7 +533,7 @@ def check_against_onnxruntime(saved_model_dir: Path, onnx_path: Path, dims, name
         if got[n].shape != want[n].shape:
             raise RuntimeError(f"tf_nhwc output {n} has shape {list(got[n].shape)}, onnxruntime "
                                f"{list(want[n].shape)}")
-        diffs[n] = float(np.abs(got[n].astype(np.float64) - want[n]).max())
+        diffs[n] = float(np.abs(got[n].astype(np.float64) - want[n]).max()) / max(1.0, float(np.abs(want[n]).max()))
     return diffs
 
 
@@ -554,7 +556,7 @@ def to_saved_model(onnx_path: Path, out_dir: Path, cfg=None) -> dict:
         bad = {n: d for n, d in diffs.items() if not d <= TOLERANCE}
         if bad:
             raise RuntimeError(f"tf_nhwc SavedModel differs from onnxruntime beyond {TOLERANCE}: {bad}")
-        (staged / REPORT_FILE).write_text(json.dumps({"max_abs_diff_vs_onnxruntime": diffs}, indent=1))
+        (staged / REPORT_FILE).write_text(json.dumps({"max_rel_diff_vs_onnxruntime": diffs}, indent=1))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staged.rename(out_dir)
