@@ -12,9 +12,8 @@ import argparse
 import os
 import shutil
 import sys
-import traceback
 
-from nanodet_ref.errors import UserError
+from nanodet_ref.errors import UserError, run_main
 
 from .options import BACKENDS, DEFAULT_BACKEND, PATCH_CHOICES, QUANTIZE_CHOICES, SUPPORTED_OPSETS
 
@@ -87,24 +86,16 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's C++ info/warning lines drown the progress
-    try:
-        if args.command == "convert":
-            return cmd_convert(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted (unfinished stages were discarded)", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug or a tool failure: say which, keep the traceback for the report
-        traceback.print_exc()
-        print(f"error: conversion failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
-        return 1
+    if args.command == "convert":
+        return cmd_convert(args)
     return 2
+
+
+def main(argv=None) -> int:
+    return run_main(_main, argv, crash_message="conversion failed")
 
 
 if __name__ == "__main__":

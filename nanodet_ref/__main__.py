@@ -1,5 +1,6 @@
 import sys
 
-from .cli import main, run_main
+from .cli import main
+from .errors import run_main
 
 sys.exit(run_main(main))

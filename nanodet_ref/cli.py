@@ -10,19 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserError
-
-
-def run_main(main, argv=None) -> int:
-    """Run a CLI main; a UserError becomes one line on stderr and exit code 2, never a traceback."""
-    try:
-        return main(argv) or 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return UserError.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+from .errors import UserError, run_main
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
+from nanodet_ref.errors import UserError, run_main
 from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir, shared_path
 
 PEER_DIR = ("reference", "vladmandic-nanodet-m")
@@ -302,7 +302,7 @@ def targets(rows: list[dict]) -> list[str]:
     return out
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m validation.bench", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="m-416", help="model name in configs/ (default m-416)")
     p.add_argument("--config", help="(not supported: bench compares named models with the peer)")
@@ -315,12 +315,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default=None, help="comma-separated labels to run (e.g. 'onnx2tf float32,peer')")
     p.add_argument("--no-convert", action="store_true", help="skip variants not converted yet")
     p.add_argument("--out", default=None, help="output folder (default artifacts/bench)")
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run(p.parse_args(argv))
 
 
 def run(args) -> int:
@@ -449,6 +444,10 @@ def _node_version() -> str:
         return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     except OSError:
         return "?"
+
+
+def main(argv=None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
+from nanodet_ref.errors import ReportedError, UserError, run_main
 from nanodet_ref.paths import artifacts_dir, shared_path
 
 from .runners.tfjs_node import BACKENDS
 
 
-class ValidationFailed(Exception):
-    pass
+class ValidationFailed(ReportedError):
+    """A stage failed or regressed: one line naming it, exit code 1."""
 
 
 def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
@@ -191,16 +191,13 @@ def cmd_foreign(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return {"validate": cmd_validate, "check": cmd_check, "foreign": cmd_foreign}[args.command](args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return UserError.exit_code
-    except ValidationFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return {"validate": cmd_validate, "check": cmd_check, "foreign": cmd_foreign}[args.command](args)
+
+
+def main(argv=None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

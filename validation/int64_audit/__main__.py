@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
+from nanodet_ref.errors import UserError, run_main
 
 
 def _cfg(args, manifest: dict | None = None):
@@ -49,13 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        result = run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return UserError.exit_code
+    result = run(args)
     if args.json:
         from .audit import write_json_atomic
         write_json_atomic(Path(args.json), result)
@@ -138,6 +134,10 @@ def _run_tfjs(args) -> dict:
     result["summary"] = summary_counts(result)
     print_summary(result, str(model_json))
     return result
+
+
+def main(argv=None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":
