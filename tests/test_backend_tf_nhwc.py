@@ -102,6 +102,8 @@ def test_channel_shuffle_and_split_pattern(tmp_path):
     got, want, ops = run_both(tmp_path, make_model(nodes, [1, 2 * c2, h, w], ["y1", "y2"], inits), [1, 2 * c2, h, w])
     assert_close(got, want)
     assert ops.count("Transpose") == 3  # the shuffle's own + the two 4-D graph outputs back to NCHW
+    # both halves Splits: a 1x1 max pool and a half-pixel nearest resize each (C++ in TFJS wasm), no Slice copy
+    assert "Slice" not in ops and "SplitV" not in ops and ops.count("ResizeNearestNeighbor") == 2
 
 
 def test_head_pattern_needs_no_transpose(tmp_path):
@@ -189,6 +191,7 @@ def test_m416_through_tf_nhwc_and_tfjs_matches_onnxruntime(shared, converted_m41
     model_json = json.loads((tmp_path / "tfjs" / "model.json").read_text())
     ops = [n["op"] for n in model_json["modelTopology"]["node"]]
     assert ops.count("_FusedConv2D") >= 48 and "LeakyRelu" not in ops and ops.count("Transpose") == 16
+    assert "Slice" not in ops and ops.count("ResizeNearestNeighbor") == 15  # 13 shuffle halves + 2 in the PAN
     outs = model_json["signature"]["outputs"]
 
     image = sorted(shared.joinpath("data", "coco-val2017-40", "images").glob("*.jpg"))[0]
