@@ -79,16 +79,9 @@ def run_page(url: str, screenshot: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def artifact(request):
-    try:
-        return request.getfixturevalue("converted_m416")
-    except pytest.FixtureLookupError:
-        from nanodet_ref.paths import artifacts_dir
-
-        path = artifacts_dir() / "m-416"
-        if not (path / "tfjs" / "nanodet.mjs").is_file():
-            pytest.skip("artifacts/m-416/tfjs/nanodet.mjs absent: run `python -m converters.cli convert --model m-416`")
-        return path
+def artifact(converted_m416):
+    """The session's m-416 artifact (tests/conftest.py: one conversion with audit and validation)."""
+    return converted_m416
 
 
 @pytest.fixture(scope="module")

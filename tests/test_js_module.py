@@ -14,7 +14,7 @@ import pytest
 from converters.js_module import MODULE_NAME, PLACEHOLDER, TEMPLATE, module_config, write_js_module
 from nanodet_ref.config import load_config
 from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
+from nanodet_ref.paths import PROJECT_ROOT
 from validation import js_module_check as check
 
 JS_DIR = PROJECT_ROOT / "js"
@@ -195,23 +195,11 @@ def test_node_decoder_gives_opencv_pixels(tmp_path, shared):
 
 # --------------------------------------------------------------------- with our converted m-416 artifact
 
-@pytest.fixture(scope="session")
-def converted_m416_fallback(request):
-    """The lead's `converted_m416` fixture where conftest provides it; else artifacts/m-416 if converted."""
-    try:
-        return request.getfixturevalue("converted_m416")
-    except pytest.FixtureLookupError:
-        path = artifacts_dir() / "m-416"
-        if not (path / "tfjs" / MODULE_NAME).is_file():
-            pytest.skip("artifacts/m-416/tfjs/nanodet.mjs absent: run `python -m converters.cli convert --model m-416`")
-        return path
-
-
 @pytest.mark.slow
-def test_js_module_matches_reference_on_converted_model(converted_m416_fallback, shared, test_output):
+def test_js_module_matches_reference_on_converted_model(converted_m416, shared, test_output):
     node_ready()
     cfg = load_config("m-416")
-    result = check.check_js_module(converted_m416_fallback, cfg)
+    result = check.check_js_module(converted_m416, cfg)
     (test_output / "js_module_check_m-416.json").write_text(json.dumps(result, indent=2))
     parity = result["decode_parity"]
     assert parity["images"] == 40 and parity["backend"] == "wasm"
@@ -229,9 +217,9 @@ MEMORY_CALLS = 500  # about 0.2-0.5 s per detect() on this machine kind (wasm, o
 
 
 @pytest.mark.slow
-def test_detect_500_calls_leaves_no_tensors(converted_m416_fallback, shared, tmp_path, test_output):
+def test_detect_500_calls_leaves_no_tensors(converted_m416, shared, tmp_path, test_output):
     node_ready()
-    module, model = check.module_paths(converted_m416_fallback)
+    module, model = check.module_paths(converted_m416)
     image = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[0]
     out = tmp_path / "memory.json"
     check.run_node("memory", module, model, ["--image", str(image), "--calls", str(MEMORY_CALLS), "--out", str(out)])
