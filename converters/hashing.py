@@ -10,15 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
-CHUNK = 1 << 20
+from nanodet_ref.paths import sha256_file  # noqa: F401  (re-exported: the stages hash with it)
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def file_hashes(path: Path) -> dict[str, str]:

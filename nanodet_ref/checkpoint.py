@@ -6,7 +6,6 @@ DDP's ``module.`` prefix. Always ``torch.load(weights_only=True)``: a pickle tha
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import pickle
 import sys
@@ -18,16 +17,9 @@ from torch import nn
 
 from .config import Config, resolve_checkpoint
 from .errors import UserError
+from .paths import sha256_file
 
 OPTIONAL_PREFIXES = ("head.gfl_reg.",)  # built by upstream, never used when share_cls_reg
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -40,16 +40,6 @@ def default_dataset():
     return root / "images", root / "annotations" / "instances_val2017_40.json"
 
 
-def list_images(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: image folder not found")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
-    if not images:
-        raise UserError(f"{folder}: no .jpg/.jpeg/.png/.bmp images in this folder")
-    return images
-
-
 def reference_detections(cfg, model, images):
     """{file name: detections in image pixels} from the PyTorch reference."""
     from .decode import decode
@@ -96,6 +86,8 @@ def main(argv=None) -> int:
     if images is None or annotations is None:
         raise UserError("no --images/--annotations given and the shared COCO set is absent (set NANODET_SHARED)")
     from validation.coco_ap import CocoAnnotations
+
+    from .preprocess import list_images
 
     coco = CocoAnnotations(annotations)
     result = coco.evaluate(reference_detections(cfg, model, list_images(Path(images))))

@@ -6,6 +6,7 @@ It may be absent (a user's machine): callers must then fall back and say so.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -37,3 +38,12 @@ def artifacts_dir() -> Path:
 
 def configs_dir() -> Path:
     return PROJECT_ROOT / "configs"
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

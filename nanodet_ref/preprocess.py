@@ -9,6 +9,22 @@ import numpy as np
 from .errors import UserError
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The images of a folder (sorted), or the one image a file path names; a one-line error otherwise."""
+    folder = Path(folder)
+    if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
+        return [folder]
+    if not folder.is_dir():
+        raise UserError(f"--images {folder}: folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise UserError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+    return paths
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """BGR uint8 image, or a one-line error naming the file."""
     path = Path(path)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nanodet_ref.preprocess import list_images
 from nanodet_ref.samples import sample_photos
 from nanodet_ref.errors import UserError
 from nanodet_ref.paths import shared_path
 from nanodet_ref.preprocess import preprocess_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SHARED_SET = ("data", "coco-val2017-40")
 SHARED_ANNOTATIONS = "annotations/instances_val2017_40.json"
 
@@ -40,18 +40,6 @@ class Batch:
 
 def fallback_photos() -> list[Path]:
     return sample_photos()
-
-
-def list_images(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
-        return [folder]
-    if not folder.is_dir():
-        raise UserError(f"--images {folder}: folder not found")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not paths:
-        raise UserError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
-    return paths
 
 
 def resolve_images(images=None, annotations=None, limit: int | None = None) -> ImageSet:
