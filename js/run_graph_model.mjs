@@ -6,7 +6,11 @@
 //
 // Usage:
 //   node js/run_graph_model.mjs --model DIR/model.json --input in.ndtb --output out.ndtb
-//        [--backend wasm|cpu] [--outputs name1,name2] [--warmup N]
+//        [--backend wasm|cpu] [--outputs name1,name2] [--warmup N] [--profile 1]
+//
+// --profile 1: every timed inference runs inside tf.profile; meta.kernel_ms has, per inference, the time spent
+// in each kernel (by registered kernel name, summed over its calls). Profiling reads every kernel's output, so
+// the infer_ms of such a run are not latencies: time and profile in separate runs.
 //
 // Tensor bundle format (.ndtb), the same for input and output files:
 //   8 bytes magic "NDTB0001", uint32 LE header length L, 4 zero bytes, L bytes of UTF-8 JSON header,
@@ -29,13 +33,13 @@ function fail(message, code = 2) {
 }
 
 function parseArgs(argv) {
-  const args = { backend: 'wasm', warmup: 0, outputs: null };
+  const args = { backend: 'wasm', warmup: 0, outputs: null, profile: false };
   for (let i = 0; i < argv.length; i += 1) {
     const key = argv[i];
     const value = argv[i + 1];
     if (!key.startsWith('--') || value === undefined) fail(`bad argument '${key}' (see the usage in run_graph_model.mjs)`);
     const name = key.slice(2);
-    if (!['model', 'input', 'output', 'backend', 'outputs', 'warmup'].includes(name)) fail(`unknown option ${key}`);
+    if (!['model', 'input', 'output', 'backend', 'outputs', 'warmup', 'profile'].includes(name)) fail(`unknown option ${key}`);
     args[name] = value;
     i += 1;
   }
@@ -43,6 +47,7 @@ function parseArgs(argv) {
   if (!['wasm', 'cpu'].includes(args.backend)) fail(`--backend must be wasm or cpu, got '${args.backend}'`);
   args.warmup = Number.parseInt(args.warmup, 10) || 0;
   args.outputs = args.outputs ? args.outputs.split(',').filter(Boolean) : null;
+  args.profile = args.profile === '1' || args.profile === 'true';
   return args;
 }
 
@@ -156,12 +161,14 @@ async function main() {
   const loadMs = performance.now() - t0;
   const outputNames = args.outputs || model.outputNodes;
   let useAsync = false;
+  const executeMs = []; // model.execute alone, without making the feed tensors and reading the outputs
 
   async function infer(tensors) {
     const feeds = {};
     for (const t of tensors) feeds[t.name] = tf.tensor(t.values, t.shape, t.dtype === 'uint8' ? 'int32' : t.dtype);
     let outs;
     try {
+      const started = performance.now();
       if (!useAsync) {
         try {
           outs = model.execute(feeds, outputNames);
@@ -171,6 +178,7 @@ async function main() {
         }
       }
       if (useAsync) outs = await model.executeAsync(feeds, outputNames);
+      executeMs.push(performance.now() - started); // wasm and cpu run their kernels inside execute()
       if (!Array.isArray(outs)) outs = [outs];
       const result = [];
       for (let i = 0; i < outs.length; i += 1) {
@@ -195,9 +203,23 @@ async function main() {
   }
   const results = [];
   const inferMs = [];
+  const kernelMs = [];
   for (const item of bundle.items) {
     t0 = performance.now();
-    results.push(await infer(item));
+    if (args.profile) {
+      let result;
+      const info = await tf.profile(async () => { result = await infer(item); });
+      const perKernel = {};
+      for (const k of info.kernels) {
+        if (k.name.endsWith('__op')) continue; // op wrappers: their kernels are listed on their own
+        const ms = await k.kernelTimeMs;
+        if (typeof ms === 'number') perKernel[k.name] = (perKernel[k.name] || 0) + ms;
+      }
+      kernelMs.push(perKernel);
+      results.push(result);
+    } else {
+      results.push(await infer(item));
+    }
     inferMs.push(performance.now() - t0);
   }
   const meta = {
@@ -211,6 +233,8 @@ async function main() {
     load_ms: loadMs,
     warmup_ms: warmupMs,
     infer_ms: inferMs,
+    execute_ms: executeMs.slice(warmupMs.length),
+    kernel_ms: args.profile ? kernelMs : null,
   };
   writeBundle(args.output, results, meta);
 }

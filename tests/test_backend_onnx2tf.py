@@ -1,4 +1,4 @@
-"""The onnx2tf SavedModel backend (converters/backend_onnx2tf.py) and the bench's artifact readers."""
+"""The onnx2tf SavedModel backend (converters/backend_onnx2tf.py)."""
 from __future__ import annotations
 
 import json
@@ -119,10 +119,3 @@ def test_onnx2tf_saved_model_has_the_signature_matches_onnxruntime_and_runs_in_t
     for name, tfjs_name in zip(names, wanted):
         assert res[tfjs_name].shape == want[name].shape
         assert float(np.abs(res[tfjs_name] - want[name]).max()) < 1e-4, name
-
-
-def test_bench_reads_the_peer_artifact(shared):
-    mj = shared / "reference" / "vladmandic-nanodet-m" / "nanodet-m.json"
-    assert bench.tfjs_size(mj) == 2_148_517
-    ops = bench.op_counts(mj)
-    assert ops["Transpose"] == 138 and ops["Conv2D"] == 48 and ops["ResizeBilinear"] == 4

@@ -48,6 +48,26 @@ def test_runner_batches_and_maps_the_signature(shared):
     assert runner.meta["simd"] is True and runner.meta["threads"] == 1
 
 
+@pytest.mark.slow
+def test_runner_profile_gives_kernel_times_and_the_same_outputs(shared):
+    """--profile: per inference, kernel name -> ms (registered kernels only, no op wrappers), within the
+    inference's own time; execute_ms is model.execute alone; results equal an unprofiled run."""
+    x = np.load(shared.joinpath(*GOLDEN) / "input.npy")
+    feeds = [{"input_1:0": x}, {"input_1:0": x}]
+    plain, meta = run_tfjs_graph(shared.joinpath(*PEER), feeds, NAMES, return_meta=True)
+    assert meta["kernel_ms"] is None and len(meta["execute_ms"]) == 2
+    assert all(0 < e <= i for e, i in zip(meta["execute_ms"], meta["infer_ms"]))
+    profiled, meta = run_tfjs_graph(shared.joinpath(*PEER), feeds, NAMES, return_meta=True, profile=True)
+    assert len(meta["kernel_ms"]) == 2
+    for kernels, total in zip(meta["kernel_ms"], meta["infer_ms"]):
+        assert kernels["Conv2D"] > 0 and kernels["LeakyRelu"] > 0 and kernels["Transpose"] > 0
+        assert not any(k.endswith("__op") for k in kernels)
+        assert sum(kernels.values()) < total
+    for a, b in zip(plain, profiled):
+        for n in NAMES:
+            assert np.array_equal(a[n], b[n])
+
+
 def tiny_model_json(tmp_path, shard="missing.bin"):
     path = tmp_path / "model.json"
     path.write_text(json.dumps({"format": "graph-model", "modelTopology": {"node": []},

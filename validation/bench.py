@@ -47,6 +47,8 @@ VARIANTS = [  # (row label, --backend, --quantize)
 ]
 AP_TOLERANCE = 0.002      # "same accuracy as PyTorch" for the speed target
 SPEED_TARGET = 2.0        # x faster than the peer (median warm, wasm)
+PROFILED = "tf_nhwc float32"  # kernel-profiled next to the peer: where the time goes, and the convolutions' share
+CONV_KERNELS = ("FusedConv2D", "FusedDepthwiseConv2D", "Conv2D", "DepthwiseConv2dNative")
 BOOKKEEPING_OPS = {"Const", "Placeholder", "Identity", "NoOp"}
 
 
@@ -98,11 +100,12 @@ def convert_variant(model: str, backend: str, quantize: str | None) -> Path:
     if quantize:
         cmd += ["--quantize", quantize]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    log(f"  {name}: converting (stages already built are reused; the converter's progress follows)")
+    # the converter's progress (stderr) goes straight to ours; its stage table (stdout) is not needed here
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        lines = [l for l in (proc.stderr + proc.stdout).strip().splitlines() if l.strip()]
-        raise RuntimeError(f"convert {name} failed: {lines[-1] if lines else proc.returncode}")
-    log(f"  {name}: ready ({time.perf_counter() - t0:.0f} s, cached stages are reused)")
+        raise RuntimeError(f"convert {name} failed (exit {proc.returncode}; its error is printed above)")
+    log(f"  {name}: ready ({time.perf_counter() - t0:.0f} s)")
     return artifacts_dir() / name
 
 
@@ -163,26 +166,49 @@ def bench_tfjs(model_json: Path, io: dict, data: Dataset, cpu_runs: int) -> dict
     return out
 
 
-def interleaved_wasm(rows: list[dict], jobs: dict, data: Dataset, rounds: int, per_round: int) -> None:
-    """Warm wasm latency, interleaved: each round runs every model once (1 warm-up + ``per_round`` timed), so
-    that load from other processes on the machine hits all rows alike. Sets wasm.median_ms over all rounds."""
+def tfjs_job(model_json: Path, io: dict, data: Dataset, per_round: int):
+    """(model.json, feeds, output names) for ``per_round`` shared images through the artifact's io spec."""
     from validation.runners.base import IoSpec
+    spec = IoSpec.from_dict(io, str(model_json))
+    x = spec.prepare_input(data.batch[:per_round])
+    feeds = [{spec.input_name.split(":")[0]: x[i:i + 1]} for i in range(len(x))]
+    return model_json, feeds, [m.name for m in spec.outputs.values()]
+
+
+def interleaved_wasm(rows: list[dict], jobs: dict, rounds: int) -> None:
+    """Warm wasm latency, interleaved: each round runs every job once (1 warm-up + its timed feeds), so that
+    load from other processes on the machine hits all rows alike. ``jobs``: row label -> (model.json, feeds,
+    output names). Sets wasm.median_ms (whole inference: feed in, execute, outputs read) and
+    wasm.execute_median_ms (``model.execute`` alone) over all rounds."""
     from validation.runners.tfjs_node import run_tfjs_graph
 
     times: dict[str, list[float]] = {label: [] for label in jobs}
+    execute: dict[str, list[float]] = {label: [] for label in jobs}
     for _ in range(rounds):
-        for label, (model_json, io) in jobs.items():
-            spec = IoSpec.from_dict(io, str(model_json))
-            x = spec.prepare_input(data.batch[:per_round])
-            feeds = [{spec.input_name.split(":")[0]: x[i:i + 1]} for i in range(len(x))]
-            _, meta = run_tfjs_graph(model_json, feeds, [m.name for m in spec.outputs.values()], "wasm",
-                                     warmup=1, return_meta=True)
+        for label, (model_json, feeds, outputs) in jobs.items():
+            _, meta = run_tfjs_graph(model_json, feeds, outputs, "wasm", warmup=1, return_meta=True)
             times[label] += meta["infer_ms"]
+            execute[label] += meta.get("execute_ms", [])
     for row in rows:
         if row["label"] in times and times[row["label"]]:
             row["wasm"]["median_ms"] = median(times[row["label"]])
+            row["wasm"]["execute_median_ms"] = median(execute[row["label"]])
             row["wasm"]["runs"] = len(times[row["label"]])
-            row["wasm"]["interleaved"] = f"{rounds} rounds x {per_round}"
+            row["wasm"]["interleaved"] = f"{rounds} rounds x {len(jobs[row['label']][1])}"
+
+
+def kernel_profile(job: tuple, runs: int) -> dict:
+    """Kernel time per kernel name (tf.profile in the Node runner, wasm), median over ``runs`` inferences."""
+    from validation.runners.tfjs_node import run_tfjs_graph
+
+    model_json, feeds, outputs = job
+    _, meta = run_tfjs_graph(model_json, feeds[:runs], outputs, "wasm", warmup=1, return_meta=True, profile=True)
+    per_run = meta["kernel_ms"]
+    names = sorted({k for run in per_run for k in run})
+    kernels = {k: median([run.get(k, 0.0) for run in per_run]) for k in names}
+    return {"runs": len(per_run), "total_ms": median([sum(run.values()) for run in per_run]),
+            "conv_ms": median([sum(v for k, v in run.items() if k in CONV_KERNELS) for run in per_run]),
+            "kernels_ms": dict(sorted(kernels.items(), key=lambda kv: -kv[1]))}
 
 
 def bench_python(make_run, data: Dataset, warm: int) -> dict:
@@ -266,16 +292,37 @@ def render(rows: list[dict], meta: dict) -> str:
             speed = f"{peer['wasm']['median_ms'] / r['wasm']['median_ms']:.2f}x"
         if peer and r.get("size") and r.get("wasm"):
             size = f"{r['size'] / peer['size']:.2f}"
+        ap = r.get("ap") or {}
         lines.append(f"| {r['label']} | {fmt(r.get('size'))} | {ops} | {lat_txt} | {cpu_txt} | "
-                     f"{fmt(r['ap']['ap'], 3)} | {fmt(r['ap']['ap50'], 3)} | {speed} | {size} |")
+                     f"{fmt(ap.get('ap'), 3)} | {fmt(ap.get('ap50'), 3)} | {speed} | {size} |")
     lines += ["", "Latency: TFJS rows in Node (tfjs 4.22 " + meta.get("wasm_note", "") + "); the median is over "
               f"warm inferences (wasm: {meta.get('interleave', 'the AP run')}, every model once per round, so "
               "that load from other processes hits all rows alike; cpu: a few). PyTorch / onnxruntime rows: Python, "
               f"{meta.get('torch_threads')} threads, not comparable with the Node rows. Ops: graph nodes other "
               "than Const/Placeholder/Identity/NoOp."]
+    lines += kernel_table(rows)
     if meta.get("targets"):
         lines += ["", "Targets:"] + [f"- {t}" for t in meta["targets"]]
     return "\n".join(lines) + "\n"
+
+
+def kernel_table(rows: list[dict], top: int = 10) -> list[str]:
+    """Kernel time per kernel name for the profiled rows, side by side (the slowest ``top`` of each)."""
+    profiled = [r for r in rows if r.get("profile") and not r.get("error")]
+    if not profiled:
+        return []
+    names: list[str] = []
+    for r in profiled:
+        names += [k for k in list(r["profile"]["kernels_ms"])[:top] if k not in names]
+    head = " | ".join(f"{r['label']} ms" for r in profiled)
+    lines = ["", f"Kernel time per inference (tf.profile, wasm, median of {profiled[0]['profile']['runs']}; "
+             "the slowest kernels of each):", "", f"| kernel | {head} |",
+             "|---|" + "---:|" * len(profiled)]
+    for k in names:
+        lines.append(f"| {k} | " + " | ".join(fmt(r["profile"]["kernels_ms"].get(k), 2) for r in profiled) + " |")
+    lines.append("| **all kernels** | " + " | ".join(f"**{fmt(r['profile']['total_ms'])}**" for r in profiled)
+                 + " |")
+    return lines
 
 
 def targets(rows: list[dict]) -> list[str]:
@@ -284,7 +331,7 @@ def targets(rows: list[dict]) -> list[str]:
     if not peer or not torch_row:
         return []
     ref_ap = torch_row["ap"]["ap"]
-    ours = [r for r in rows if r.get("wasm") and not r.get("peer") and not r.get("error")]
+    ours = [r for r in rows if r.get("wasm") and r.get("ap") and not r.get("peer") and not r.get("error")]
     good = [r for r in ours if abs(r["ap"]["ap"] - ref_ap) <= AP_TOLERANCE]
     out = []
     if good:
@@ -295,6 +342,17 @@ def targets(rows: list[dict]) -> list[str]:
                    f"(target >= {SPEED_TARGET}x): {'MET' if ratio >= SPEED_TARGET else 'NOT MET'}")
     else:
         out.append(f"no TFJS model has AP within {AP_TOLERANCE} of PyTorch ({ref_ap:.3f}): speed target NOT MET")
+    profiled = next((r for r in ours if r["label"] == PROFILED and r.get("profile")), None)
+    if profiled:
+        need = peer["wasm"]["median_ms"] / SPEED_TARGET
+        prof = profiled["profile"]
+        conv, rest = prof["conv_ms"], prof["total_ms"] - prof["conv_ms"]
+        verdict = (f"above {need:.1f} ms on their own: 2x the peer is out of reach for any model that runs these "
+                   "convolutions with TFJS's wasm kernels" if conv > need else
+                   f"2x would need every other kernel within {need - conv:.1f} ms (now {rest:.1f} ms)")
+        out.append(f"where {PROFILED}'s time goes (tf.profile, median of {prof['runs']}): the network's "
+                   f"convolutions (fused conv/depthwise kernels) take {conv:.1f} ms, every other kernel {rest:.1f} "
+                   f"ms; 2x the peer needs <= {need:.1f} ms per inference in all: {verdict}")
     f16 = [r for r in ours if "float16" in r["label"]]
     for r in f16:
         ok = r["size"] <= peer["size"]
@@ -311,6 +369,8 @@ def _main(argv=None) -> int:
     p.add_argument("--cpu-runs", type=int, default=3, help="warm inferences on the TFJS cpu backend (0: skip)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved wasm latency rounds (0: use the AP run)")
     p.add_argument("--per-round", type=int, default=10, help="timed wasm inferences per model per round")
+    p.add_argument("--profile-runs", type=int, default=5,
+                   help=f"inferences under tf.profile for the {PROFILED} and peer kernel split (0: skip)")
     p.add_argument("--python-runs", type=int, default=10, help="warm inferences for PyTorch / onnxruntime")
     p.add_argument("--only", default=None, help="comma-separated labels to run (e.g. 'onnx2tf float32,peer')")
     p.add_argument("--no-convert", action="store_true", help="skip variants not converted yet")
@@ -378,10 +438,10 @@ def run(args) -> int:
                "transposes": ops.get("Transpose", 0), "op_types": dict(ops.most_common())}
         io = tfjs_io_spec(artifact)
         res.update(bench_tfjs(mj, io, data, args.cpu_runs))
-        jobs[artifact.name] = (mj, io)
+        tfjs_inputs[artifact.name] = (mj, io)
         return res
 
-    jobs: dict = {}
+    tfjs_inputs: dict = {}  # artifact name (peer: label) -> (model.json, io spec)
     for label, _, _ in VARIANTS:
         if label not in artifacts:
             continue
@@ -402,23 +462,32 @@ def run(args) -> int:
                    "ops": sum(v for k, v in ops.items() if k not in BOOKKEEPING_OPS),
                    "transposes": ops.get("Transpose", 0), "op_types": dict(ops.most_common())}
             res.update(bench_tfjs(mj, PEER_IO, data, args.cpu_runs))
-            jobs["peer (vladmandic)"] = (mj, PEER_IO)
+            tfjs_inputs["peer (vladmandic)"] = (mj, PEER_IO)
             return res
         guarded("peer (vladmandic)", peer, peer=True)
 
-    # the job keys are artifact names; rows carry labels: key the latency jobs by row label
-    by_label = {}
+    # latency jobs by row label
+    jobs = {}
     for row in rows:
         key = row.get("artifact") if not row.get("peer") else row["label"]
-        if row.get("wasm") and key in jobs:
-            by_label[row["label"]] = jobs[key]
-    if by_label and args.rounds:
+        if row.get("wasm") and key in tfjs_inputs:
+            jobs[row["label"]] = tfjs_job(*tfjs_inputs[key], data, max(args.per_round, args.profile_runs))
+    if args.profile_runs:
+        for row in rows:
+            if row["label"] in jobs and (row["label"] == PROFILED or row.get("peer")):
+                log(f"- kernel profile: {row['label']} (tf.profile, {args.profile_runs} inferences)")
+                try:
+                    row["profile"] = kernel_profile(jobs[row["label"]], args.profile_runs)
+                except (UserError, RuntimeError) as exc:
+                    log(f"  error: {exc}")
+    if jobs and args.rounds:
         log(f"- warm wasm latency, interleaved ({args.rounds} rounds x {args.per_round})")
         try:
-            interleaved_wasm(rows, by_label, data, args.rounds, args.per_round)
+            interleaved_wasm(rows, jobs, args.rounds)
         except (UserError, RuntimeError) as exc:
             log(f"  error: {exc} (medians stay those of the AP runs)")
 
+    out_dir = Path(args.out) if args.out else artifacts_dir() / "bench"
     wasm_meta = next((r["wasm"] for r in rows if r.get("wasm")), {})
     meta = {"model": args.model, "date": time.strftime("%Y-%m-%d"), "images": len(data.files),
             "device": f"{os.cpu_count()} CPU cores, Node {_node_version()}",
@@ -427,7 +496,6 @@ def run(args) -> int:
             "interleave": f"{args.rounds} interleaved rounds x {args.per_round} per model" if args.rounds else None, "seconds": round(time.perf_counter() - t_start, 1)}
     meta["targets"] = targets(rows)
     text = render(rows, meta)
-    out_dir = Path(args.out) if args.out else artifacts_dir() / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, content in ((f"{args.model}.md", text),
                           (f"{args.model}.json", json.dumps({"meta": meta, "rows": rows}, indent=1))):

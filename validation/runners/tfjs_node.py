@@ -56,8 +56,11 @@ def check_environment(backend: str = "wasm") -> None:
 
 def run_tfjs_graph(model_json: Path, feeds: list[dict[str, np.ndarray]], output_names: list[str] | None = None,
                    backend: str = "wasm", warmup: int = 0, timeout: float | None = None,
-                   return_meta: bool = False):
+                   return_meta: bool = False, profile: bool = False):
     """Run ``model_json`` on each feed dict (TFJS input name -> array, float32/int32) in one Node process.
+
+    ``profile``: run each (non-warm-up) inference under tf.profile; meta["kernel_ms"] then lists, per
+    inference, kernel name -> milliseconds (the infer_ms of such a run include the profiling overhead).
 
     Returns one dict per feed: TFJS output name -> array (``output_names`` or the model's own outputs).
     With ``return_meta`` returns (results, meta) where meta has backend, load_ms, warmup_ms, infer_ms.
@@ -76,6 +79,8 @@ def run_tfjs_graph(model_json: Path, feeds: list[dict[str, np.ndarray]], output_
         write_bundle(src, feeds)
         cmd = [node, str(SCRIPT), "--model", str(model_json.resolve()), "--input", str(src),
                "--output", str(dst), "--backend", backend, "--warmup", str(int(warmup))]
+        if profile:
+            cmd += ["--profile", "1"]
         if output_names:
             cmd += ["--outputs", ",".join(output_names)]
         try:

@@ -1,0 +1,51 @@
+"""validation/bench.py: the artifact readers, and the target lines and kernel table it prints."""
+from __future__ import annotations
+
+from validation import bench
+
+
+def test_bench_reads_the_peer_artifact(shared):
+    mj = shared / "reference" / "vladmandic-nanodet-m" / "nanodet-m.json"
+    assert bench.tfjs_size(mj) == 2_148_517
+    ops = bench.op_counts(mj)
+    assert ops["Transpose"] == 138 and ops["Conv2D"] == 48 and ops["ResizeBilinear"] == 4
+
+
+def rows(ours_ms=80.0, peer_ms=120.0, conv_ms=59.0, total_ms=72.0, ours_ap=0.329):
+    profile = {"runs": 5, "conv_ms": conv_ms, "total_ms": total_ms,
+               "kernels_ms": {"FusedConv2D": conv_ms - 6, "FusedDepthwiseConv2D": 6.0, "Concat": 5.0}}
+    return [
+        {"label": "PyTorch", "python": {"median_ms": 35.0}, "ap": {"ap": 0.329, "ap50": 0.475}},
+        {"label": bench.PROFILED, "size": 2_000_000, "wasm": {"median_ms": ours_ms},
+         "ap": {"ap": ours_ap, "ap50": 0.475}, "profile": profile},
+        {"label": "tf_nhwc float16", "size": 2_100_000, "wasm": {"median_ms": ours_ms - 1},
+         "ap": {"ap": 0.332, "ap50": 0.479}},
+        {"label": "peer (vladmandic)", "peer": True, "size": 2_148_517, "wasm": {"median_ms": peer_ms},
+         "ap": {"ap": 0.332, "ap50": 0.479},
+         "profile": {"runs": 5, "conv_ms": 0.0, "total_ms": 110.0,
+                     "kernels_ms": {"Conv2D": 50.0, "Transpose": 23.0, "LeakyRelu": 15.0}}},
+    ]
+
+
+def test_speed_target_uses_the_fastest_row_within_the_ap_window():
+    lines = bench.targets(rows())
+    # float16 is faster but 0.003 off PyTorch's AP: the float32 row is the one measured
+    assert f"{bench.PROFILED}, 80.0 ms vs peer 120.0 ms = 1.50x (target >= 2.0x): NOT MET" in lines[0]
+    assert "MET" in bench.targets(rows(peer_ms=170.0))[0] and "NOT MET" not in bench.targets(rows(peer_ms=170.0))[0]
+    assert bench.targets(rows(ours_ap=0.320))[0].startswith("no TFJS model has AP within 0.002")
+    assert "tf_nhwc float16 size 2,100,000 vs peer 2,148,517 bytes: MET" in lines
+
+
+def test_convolution_share_verdict_switches_at_half_the_peer():
+    fits = next(l for l in bench.targets(rows(conv_ms=59.0)) if l.startswith("where"))
+    assert "convolutions (fused conv/depthwise kernels) take 59.0 ms, every other kernel 13.0 ms" in fits
+    assert "2x would need every other kernel within 1.0 ms (now 13.0 ms)" in fits
+    over = next(l for l in bench.targets(rows(conv_ms=61.0)) if l.startswith("where"))
+    assert "above 60.0 ms on their own: 2x the peer is out of reach" in over
+
+
+def test_kernel_table_puts_the_profiled_rows_side_by_side():
+    text = "\n".join(bench.kernel_table(rows()))
+    assert f"| kernel | {bench.PROFILED} ms | peer (vladmandic) ms |" in text
+    assert "| FusedConv2D | 53.00 | - |" in text and "| Transpose | - | 23.00 |" in text
+    assert "| **all kernels** | **72.0** | **110.0** |" in text
