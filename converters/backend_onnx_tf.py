@@ -47,6 +47,7 @@ def io_spec_from_signature(saved_model_dir: Path, cfg, layout: str = "NCHW") -> 
 def to_saved_model(onnx_path: Path, out_dir: Path, cfg) -> dict:
     from . import tf_compat
     tf_compat.install()
+    tf_compat.import_tensorflow()
     import onnx
     from onnx_tf.backend import prepare
 

@@ -32,6 +32,7 @@ import numpy as np
 from nanodet_ref.errors import UserError
 
 from . import nhwc_layout as L
+from .tf_compat import import_tensorflow
 
 SIGNATURE = "serving_default"
 TOLERANCE = 1e-4  # max |diff| vs onnxruntime on one seeded input, relative to max(1, max |output|)
@@ -498,7 +499,7 @@ def _short(name: str) -> str:
 def build_module(onnx_path: Path):
     """(tf.Module with ``serve`` [1,H,W,3] -> {output name: [1,HW,C]}, input shape NCHW, output names)."""
     import onnx
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -528,7 +529,7 @@ def check_against_onnxruntime(saved_model_dir: Path, onnx_path: Path, dims, name
     """Max |diff| per output between the SavedModel and onnxruntime on one seeded input, divided by
     max(1, max |onnxruntime output|)."""
     import onnxruntime as ort
-    import tensorflow as tf
+    tf = import_tensorflow()
     x = np.random.default_rng(seed).normal(size=dims).astype(np.float32)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     want = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
@@ -545,7 +546,7 @@ def check_against_onnxruntime(saved_model_dir: Path, onnx_path: Path, dims, name
 
 def to_saved_model(onnx_path: Path, out_dir: Path, cfg=None) -> dict:
     """Convert ``onnx_path`` to a SavedModel at ``out_dir``; return its io spec (input NHWC)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     module, dims, names = build_module(onnx_path)

@@ -9,6 +9,7 @@ where the weights came from.
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 from .context import StageContext, project_files, signature_io_spec
@@ -60,7 +61,13 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
     export_model.eval()
     w, h = ctx.cfg.input_size
     example = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The patches read static shapes on purpose (constants in the graph, no Shape ops): the tracer's
+        # warnings about it are expected. With the PAN patch the only opset-10 Resize left is an integer
+        # nearest x2, exact at every opset, so the exporter's opset-10 Resize caution does not apply.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"patches\.")
+        if "pan_resample_opset10" in ran:
+            warnings.filterwarnings("ignore", message=r"You are trying to export the model with onnx:Resize")
         torch.onnx.export(export_model, (example,), str(dst), input_names=[INPUT_NAME],
                           output_names=output_names(ctx.cfg.strides), opset_version=ctx.options.opset,
                           do_constant_folding=True, dynamo=False)

@@ -40,18 +40,22 @@ The stand-ins, one by one:
     stand-in is gone after that one import, so code that probes for pkg_resources later (pytest, tensorboard)
     sees the truth. Where a real pkg_resources exists it is used.
 
-:func:`install` also sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless already set) so that TensorFlow's C++ info lines do not
-drown the progress output; it only affects logging.
+:func:`install` also sets ``TF_CPP_MIN_LOG_LEVEL=2`` (unless already set) and absl's Python logger to WARNING so
+that TensorFlow's info lines do not drown the progress output; it only affects logging.
 
 Call :func:`install` before importing ``onnx_tf``, and :func:`import_tensorflowjs` to import the TFJS converter
 (in-process); or run the TFJS converter as ``python -m converters.tfjs_entry`` (a subprocess that does the same).
 """
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import importlib.util
+import logging
 import os
+import re
 import sys
+import tempfile
 import types
 
 MARKER = "__nanodet_tfjs_substitute__"
@@ -136,9 +140,41 @@ def _jax_missing() -> bool:
         return True
 
 
-def install() -> list[str]:
-    """Add the stand-ins that are needed; return the names added now (idempotent)."""
+# Lines TensorFlow's C++ side writes to stderr while it is imported, before its log level applies: GPU plugins
+# registered twice by the pip wheel and the absl notice about it. They say nothing about the conversion.
+IMPORT_NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|computation placer already registered|"
+                          r"All log messages before absl::InitializeLog\(\) is called")
+
+
+def import_tensorflow():
+    """Import TensorFlow with :data:`IMPORT_NOISE` filtered out of what it writes to stderr meanwhile (at the
+    file-descriptor level: the lines come from C++). Every other line is passed on, after the import."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not IMPORT_NOISE.search(line):
+                    print(line, file=sys.stderr)
+    return tensorflow
+
+
+def install() -> list[str]:
+    """Add the stand-ins that are needed; return the names added now (idempotent). Does not import TensorFlow."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF's saving code logs routine INFO lines through absl's Python logger (renamed inputs, fingerprint path):
+    # they drown the stage progress. Warnings and errors still show.
+    logging.getLogger("absl").setLevel(logging.WARNING)
     added = []
     for name, build in SUBSTITUTES.items():
         if name in sys.modules:
@@ -172,6 +208,7 @@ def import_tensorflow_hub():
 def import_tensorflowjs():
     """Install the substitutes and import tensorflowjs' converter modules; returns ``tensorflowjs``."""
     install()
+    import_tensorflow()
     import_tensorflow_hub()
     import tensorflowjs
     from tensorflowjs.converters import tf_saved_model_conversion_v2  # noqa: F401

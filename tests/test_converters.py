@@ -469,3 +469,22 @@ def test_both_converters_import_in_a_fresh_process():
     r = run_py(code)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]] False"
+
+
+def test_tensorflow_import_noise_is_filtered_and_other_lines_kept():
+    """converters.tf_compat.import_tensorflow: TF's import-time C++ lines about GPU plugins are dropped
+    (they come before its log level applies); in a fresh process nothing of them reaches stderr."""
+    import subprocess
+    import sys
+
+    from converters.tf_compat import IMPORT_NOISE
+    from nanodet_ref.paths import PROJECT_ROOT
+
+    assert IMPORT_NOISE.search("E0000 00:00:1 cuda_dnn.cc:8579] Unable to register cuDNN factory: Attempting")
+    assert IMPORT_NOISE.search("W0000 00:00:1 computation_placer.cc:177] computation placer already registered.")
+    assert not IMPORT_NOISE.search("Traceback (most recent call last):")
+    code = "from converters.tf_compat import import_tensorflow; import_tensorflow(); print('imported')"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]
+    assert not [line for line in proc.stderr.splitlines() if IMPORT_NOISE.search(line)], proc.stderr[-2000:]

@@ -366,7 +366,7 @@ def _main(argv=None) -> int:
     p.add_argument("--config", help="(not supported: bench compares named models with the peer)")
     p.add_argument("--checkpoint", help="(not supported by bench)")
     p.add_argument("--images", type=int, default=None, help="use only the first N shared images")
-    p.add_argument("--cpu-runs", type=int, default=3, help="warm inferences on the TFJS cpu backend (0: skip)")
+    p.add_argument("--cpu-runs", type=int, default=2, help="warm inferences on the TFJS cpu backend (0: skip)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved wasm latency rounds (0: use the AP run)")
     p.add_argument("--per-round", type=int, default=10, help="timed wasm inferences per model per round")
     p.add_argument("--profile-runs", type=int, default=5,

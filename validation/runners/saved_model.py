@@ -1,7 +1,6 @@
 """TF SavedModels through ``tf.saved_model.load`` and their serving signature, one image at a time."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,8 @@ from .base import IoSpec, stack_items
 
 
 def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    return tf
+    from converters.tf_compat import import_tensorflow
+    return import_tensorflow()
 
 
 class SavedModelRunner:
