@@ -12,7 +12,12 @@ The TFJS numbers come from the validation runner (``js/run_graph_model.mjs`` thr
 run gives the AP), the cpu median over a few. Variants not built yet are converted through the pipeline
 (``python -m converters.cli convert ... --no-validate``; cached when already converted).
 
-Writes ``artifacts/bench/<model>.md`` (the table) and ``<model>.json`` (everything, with per-op-type counts).
+Then the kernel split: the ``tf_nhwc float32`` model and the peer run a few inferences under ``tf.profile``
+(``--profile-runs``, a separate run: profiling slows it), a table of milliseconds per TFJS kernel side by side, and a
+target line on the share of our time the network's convolutions take (what bounds the speed-up).
+
+Writes ``artifacts/bench/<model>.md`` (the tables) and ``<model>.json`` (everything, with per-op-type counts and
+per-kernel times).
 """
 from __future__ import annotations
 
