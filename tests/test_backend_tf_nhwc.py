@@ -6,8 +6,6 @@ ONNX through this backend and tensorflowjs, and runs the TFJS model in Node agai
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
@@ -165,59 +163,43 @@ def test_plan_reshape_is_a_plain_reshape_only_where_memory_order_allows():
     assert pre is not None and out == nhwc
 
 
-@pytest.fixture(scope="module")
-def m416_nhwc(converted_m416, tmp_path_factory):
-    """The session's real m-416 graph through this backend (SavedModel) and tensorflowjs (TFJS), once."""
-    import shutil
-
-    from converters.tf_compat import import_tensorflowjs
-    from nanodet_ref.config import load_config
-
-    out = tmp_path_factory.mktemp("m416_nhwc")
-    onnx_path = out / "model.sim.onnx"
-    shutil.copyfile(converted_m416 / "model.sim.onnx", onnx_path)
-    spec = B.to_saved_model(onnx_path, out / "saved_model", load_config("m-416"))
-    import_tensorflowjs()
-    from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
-    convert_tf_saved_model(str(out / "saved_model"), str(out / "tfjs"), signature_def="serving_default",
-                           saved_model_tags="serve")
-    return out, spec
-
-
-def _first_image(shared):
-    from nanodet_ref.config import load_config
-    from nanodet_ref.preprocess import preprocess_file
-
-    image = sorted(shared.joinpath("data", "coco-val2017-40", "images").glob("*.jpg"))[0]
-    x, _, _ = preprocess_file(image, load_config("m-416"))
-    return x
-
-
 @pytest.mark.slow
-def test_m416_through_tf_nhwc_and_tfjs_matches_onnxruntime(shared, m416_nhwc):
+def test_m416_through_tf_nhwc_and_tfjs_matches_onnxruntime(shared, converted_m416, tmp_path):
     """The real m-416 graph: SavedModel via this backend, TFJS via tensorflowjs, TFJS run in Node (wasm)."""
     import json
+    import shutil
 
     import onnxruntime as ort
 
+    from converters.tf_compat import import_tensorflowjs
+    from nanodet_ref.config import load_config
+    from nanodet_ref.preprocess import preprocess_file
     from validation.runners.tfjs_node import run_tfjs_graph
 
-    out, spec = m416_nhwc
+    onnx_path = tmp_path / "model.sim.onnx"
+    shutil.copyfile(converted_m416 / "model.sim.onnx", onnx_path)
+    cfg = load_config("m-416")
+    spec = B.to_saved_model(onnx_path, tmp_path / "saved_model", cfg)
     assert spec["input"] == {"name": "input", "layout": "NHWC", "shape": [1, 416, 416, 3]}
-    check = json.loads((out / "saved_model" / B.REPORT_FILE).read_text())
+    check = json.loads((tmp_path / "saved_model" / B.REPORT_FILE).read_text())
     assert max(check["max_rel_diff_vs_onnxruntime"].values()) < 1e-4
 
-    model_json = json.loads((out / "tfjs" / "model.json").read_text())
+    import_tensorflowjs()
+    from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
+    convert_tf_saved_model(str(tmp_path / "saved_model"), str(tmp_path / "tfjs"), signature_def="serving_default",
+                           saved_model_tags="serve")
+    model_json = json.loads((tmp_path / "tfjs" / "model.json").read_text())
     ops = [n["op"] for n in model_json["modelTopology"]["node"]]
     assert ops.count("_FusedConv2D") >= 48 and "LeakyRelu" not in ops and ops.count("Transpose") == 16
     assert "Slice" not in ops and ops.count("ResizeNearestNeighbor") == 15  # 13 shuffle halves + 2 in the PAN
     outs = model_json["signature"]["outputs"]
 
-    x = _first_image(shared)
-    sess = ort.InferenceSession(str(out / "model.sim.onnx"), providers=["CPUExecutionProvider"])
+    image = sorted(shared.joinpath("data", "coco-val2017-40", "images").glob("*.jpg"))[0]
+    x, _, _ = preprocess_file(image, cfg)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = list(spec["outputs"])
     want = dict(zip(names, sess.run(names, {"input": x})))
-    (got,) = run_tfjs_graph(out / "tfjs" / "model.json", [{"input": x.transpose(0, 2, 3, 1).copy()}],
+    (got,) = run_tfjs_graph(tmp_path / "tfjs" / "model.json", [{"input": x.transpose(0, 2, 3, 1).copy()}],
                             [outs[n]["name"] for n in names], "wasm")
     for n in names:
         g = got[outs[n]["name"]]

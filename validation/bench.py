@@ -154,9 +154,7 @@ def bench_tfjs(model_json: Path, io: dict, data: Dataset, cpu_runs: int) -> dict
     from validation.runners.tfjs_node import run_tfjs_graph
 
     spec = IoSpec.from_dict(io, str(model_json))
-    x = spec.prepare_input(data.batch)
-    wanted = [m.name for m in spec.outputs.values()]
-    feeds = [{spec.input_name.split(":")[0]: x[i:i + 1]} for i in range(len(x))]
+    _, feeds, wanted = tfjs_job(model_json, io, data, len(data.batch))
     out: dict = {}
     results, meta = run_tfjs_graph(model_json, feeds, wanted, "wasm", warmup=1, return_meta=True)
     outputs = stack_items([spec.collect(r, str(model_json)) for r in results])
