@@ -7,7 +7,8 @@ run (grouped-conv confusion). This backend translates the small op set of the si
 - 4-D activations are stored NHWC; each ONNX value is a TF tensor plus the permutation from its ONNX (logical)
   layout (``converters.nhwc_layout``). Transpose nodes only change that permutation; Reshapes become plain
   reshapes where the memory order allows it, which it does for the head's ``[N,C,H*W] -> [N,H*W,C]`` (no
-  transpose left) and, with one transpose, for the channel shuffle.
+  transpose left). A ShuffleNet unit's channel Concat and the shuffle after it become one outer-axis concat and
+  one 2-D transpose (``_concat_shuffle``); its channel halves, a max pool and a nearest resize on views.
 - Conv -> ``Conv2D`` / ``DepthwiseConv2dNative`` with HWIO / HWC1 kernels, ``BiasAdd``; the following LeakyRelu
   stays a separate op so that the TFJS converter's grappler pass fuses conv + bias + activation.
 - Padding exactly as ONNX says: TF ``SAME`` only where TF would pad the same rows and columns (a stride-2 conv on
@@ -306,7 +307,52 @@ class Translator:
         rank = len(vals[0].perm)
         axis = int(a["axis"]) % rank
         perm = vals[0].perm
+        shuffle = self._shuffle_after(node, vals, axis)
+        if shuffle is not None:
+            return self._concat_shuffle(tf, node, vals, shuffle)
         return [Value(tf.concat([self.to_perm(tf, v, perm) for v in vals], axis=list(perm).index(axis)), perm)]
+
+    def _only_user(self, name: str, op_type: str):
+        users = self.consumers.get(name, [])
+        if len(users) != 1 or users[0].op_type != op_type or name in {o.name for o in self.graph.output}:
+            return None
+        return users[0]
+
+    def _shuffle_after(self, node, vals, axis):
+        """The channel shuffle of ``patches/channel_shuffle_4d.py`` right after a two-way channel Concat of
+        equal NHWC halves (N = 1): Reshape [1, 2, C/2, H*W] -> Transpose [0, 2, 1, 3] -> Reshape [1, C, H, W].
+        Returns those three nodes, or None where the graph differs in any way (then the plain path runs)."""
+        if len(vals) != 2 or axis != 1 or any(v.perm != NHWC for v in vals) or vals[0].shape != vals[1].shape:
+            return None
+        n, half, h, w = vals[0].shape
+        if n != 1:
+            return None
+        first = self._only_user(node.output[0], "Reshape")
+        swap = first and self._only_user(first.output[0], "Transpose")
+        last = swap and self._only_user(swap.output[0], "Reshape")
+        if last is None or list(self.attr(swap).get("perm", [])) != [0, 2, 1, 3]:
+            return None
+        shapes = [self.values.get(r.input[1]) for r in (first, last)]
+        if any(v is None or v.const is None for v in shapes):
+            return None
+        if ([int(d) for d in shapes[0].const] != [1, 2, half, h * w]
+                or [int(d) for d in shapes[1].const] != [1, 2 * half, h, w]):
+            return None
+        return first, swap, last
+
+    def _concat_shuffle(self, tf, node, vals, nodes):
+        """Concat + channel shuffle in one data move. Shuffled channel 2i + b of a pixel is channel i of part
+        b, i.e. with the parts stacked on the outer axis ([2, H*W*C/2], a concat of two contiguous blocks), the
+        shuffled tensor is that matrix transposed ([H*W*C/2, 2]). TFJS's wasm Concat on the innermost (channel)
+        axis copies pixel by pixel in JS and its Transpose of [H*W, 2, C/2] runs per pixel: 0.63 ms for a
+        52x52x116 unit against 0.19 ms this way (outer concat = two block copies, one 2-D transpose)."""
+        _, h, w, half = vals[0].tensor.shape.as_list()
+        stacked = tf.reshape(tf.concat([v.tensor for v in vals], axis=0), [2, h * w * half])
+        shuffled = tf.reshape(tf.transpose(stacked, [1, 0]), [1, h, w, 2 * half])
+        for n in nodes:
+            self.done.add(id(n))
+        self.values[nodes[-1].output[0]] = Value(shuffled, NHWC)
+        return []
 
     def op_Split(self, tf, node, a):
         x = self.tensor_in(node, node.input[0])

@@ -53,11 +53,13 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
 
     model, provenance = build_weighted_model(ctx)
     export_model = copy.deepcopy(model)
-    ran = []
+    ran, reports = [], {}
     for name, mod in torch_patches(ctx).items():
         export_model = mod.apply(export_model, ctx.cfg, ctx.options.opset)
+        if isinstance(export_model, tuple):  # a patch may say what it changed
+            export_model, reports[name] = export_model
         ran.append(name)
-        ctx.log(f"      patch {name} applied")
+        ctx.log(f"      patch {name} applied{patch_summary(reports.get(name))}")
     export_model.eval()
     w, h = ctx.cfg.input_size
     example = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
@@ -71,4 +73,12 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
         torch.onnx.export(export_model, (example,), str(dst), input_names=[INPUT_NAME],
                           output_names=output_names(ctx.cfg.strides), opset_version=ctx.options.opset,
                           do_constant_folding=True, dynamo=False)
-    return {"weights": provenance, "patches": ran, "io_spec": signature_io_spec(ctx.cfg)}
+    return {"weights": provenance, "patches": ran, "patch_reports": reports, "io_spec": signature_io_spec(ctx.cfg)}
+
+
+def patch_summary(report: dict | None) -> str:
+    """A short tail for the progress line of a patch that reports what it changed."""
+    if not report or "channels_dropped" not in report:
+        return ""
+    return (f": {report['channels_dropped']} of {report['middle_channels']} branch channels dropped, "
+            f"{report['macs_saved'] / 1e6:.1f} M multiply-adds saved")

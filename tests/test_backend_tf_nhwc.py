@@ -28,8 +28,9 @@ def make_model(nodes, in_shape, outputs, inits=(), opset=10):
     return model
 
 
-def run_both(tmp_path, model, in_shape):
-    """(TF outputs, onnxruntime outputs, traced graph op types) for one random input."""
+def run_both(tmp_path, model, in_shape, graph=None):
+    """(TF outputs, onnxruntime outputs, traced graph op types) for one random input; ``graph``, a list, gets
+    the traced TF graph's operations."""
     import onnxruntime as ort
     import tensorflow as tf
 
@@ -43,6 +44,8 @@ def run_both(tmp_path, model, in_shape):
     fn = module.serve.get_concrete_function()
     got = {k: v.numpy() for k, v in fn(tf.constant(x.transpose(0, 2, 3, 1))).items()}
     ops = [n.type for n in fn.graph.get_operations()]
+    if graph is not None:
+        graph.extend(fn.graph.get_operations())
     return got, want, ops
 
 
@@ -86,9 +89,7 @@ def test_maxpool_padding_is_minus_infinity_not_zero(tmp_path):
     assert_close(got, want)
 
 
-def test_channel_shuffle_and_split_pattern(tmp_path):
-    """ShuffleNet: Concat, Reshape [N,2,C/2,HW], Transpose [0,2,1,3], Reshape [N,C,H,W], Split in halves."""
-    c2, h, w = 6, 4, 5
+def _shuffle_nodes(c2, h, w, n=1, extra_user=False):
     nodes = [
         helper.make_node("Split", ["input"], ["a", "b"], axis=1, split=[c2, c2]),
         helper.make_node("Sigmoid", ["b"], ["bs"]),
@@ -98,12 +99,44 @@ def test_channel_shuffle_and_split_pattern(tmp_path):
         helper.make_node("Reshape", ["t", "s2"], ["r2"]),
         helper.make_node("Split", ["r2"], ["y1", "y2"], axis=1, split=[c2, c2]),
     ]
-    inits = [("s1", np.array([1, 2, c2, h * w], np.int64)), ("s2", np.array([1, 2 * c2, h, w], np.int64))]
-    got, want, ops = run_both(tmp_path, make_model(nodes, [1, 2 * c2, h, w], ["y1", "y2"], inits), [1, 2 * c2, h, w])
+    outputs = ["y1", "y2"]
+    if extra_user:  # the concat's result read by something else too: the shuffle cannot swallow it
+        nodes.append(helper.make_node("Relu", ["cat"], ["y3"]))
+        outputs.append("y3")
+    inits = [("s1", np.array([n, 2, c2, h * w], np.int64)), ("s2", np.array([n, 2 * c2, h, w], np.int64))]
+    return make_model(nodes, [n, 2 * c2, h, w], outputs, inits)
+
+
+def _concat_axes(graph) -> list[int]:
+    import tensorflow as tf
+    return [int(tf.get_static_value(op.inputs[-1])) for op in graph if op.type == "ConcatV2"]
+
+
+def test_channel_shuffle_and_split_pattern(tmp_path):
+    """ShuffleNet: Concat, Reshape [N,2,C/2,HW], Transpose [0,2,1,3], Reshape [N,C,H,W], Split in halves.
+    Concat + shuffle become one outer-axis concat ([2, ...], two block copies) and one 2-D transpose."""
+    c2, h, w = 6, 4, 5
+    graph = []
+    got, want, ops = run_both(tmp_path, _shuffle_nodes(c2, h, w), [1, 2 * c2, h, w], graph)
     assert_close(got, want)
     assert ops.count("Transpose") == 3  # the shuffle's own + the two 4-D graph outputs back to NCHW
+    assert _concat_axes(graph) == [0]
+    shuffle = [op for op in graph if op.type == "Transpose" and op.outputs[0].shape.rank == 2]
+    assert [op.outputs[0].shape.as_list() for op in shuffle] == [[h * w * c2, 2]]
     # both halves Splits: a 1x1 max pool and a half-pixel nearest resize each (C++ in TFJS wasm), no Slice copy
     assert "Slice" not in ops and "SplitV" not in ops and ops.count("ResizeNearestNeighbor") == 2
+
+
+@pytest.mark.parametrize("case", ["batch2", "extra_user"])
+def test_channel_shuffle_outside_the_pattern_takes_the_plain_path(tmp_path, case):
+    """Batch 2, or the concat's result read elsewhere too: channel concat + transpose as before, still exact."""
+    c2, h, w = 4, 3, 5
+    n = 2 if case == "batch2" else 1
+    graph = []
+    model = _shuffle_nodes(c2, h, w, n=n, extra_user=case == "extra_user")
+    got, want, _ = run_both(tmp_path, model, [n, 2 * c2, h, w], graph)
+    assert_close(got, want)
+    assert _concat_axes(graph) == [3]
 
 
 def test_head_pattern_needs_no_transpose(tmp_path):

@@ -471,7 +471,7 @@ def test_both_converters_import_in_a_fresh_process():
     assert r.stdout.strip().splitlines()[-1] == "[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]] False"
 
 
-def test_tensorflow_import_noise_is_filtered_and_other_lines_kept():
+def test_tensorflow_import_noise_is_filtered_and_other_lines_kept(tmp_path):
     """converters.tf_compat.import_tensorflow: TF's import-time C++ lines about GPU plugins are dropped
     (they come before its log level applies); in a fresh process nothing of them reaches stderr."""
     import subprocess
@@ -483,8 +483,14 @@ def test_tensorflow_import_noise_is_filtered_and_other_lines_kept():
     assert IMPORT_NOISE.search("E0000 00:00:1 cuda_dnn.cc:8579] Unable to register cuDNN factory: Attempting")
     assert IMPORT_NOISE.search("W0000 00:00:1 computation_placer.cc:177] computation placer already registered.")
     assert not IMPORT_NOISE.search("Traceback (most recent call last):")
-    code = "from converters.tf_compat import import_tensorflow; import_tensorflow(); print('imported')"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]
-    assert not [line for line in proc.stderr.splitlines() if IMPORT_NOISE.search(line)], proc.stderr[-2000:]
+    bad_pb = tmp_path / "saved_model.pb"
+    bad_pb.write_bytes(b"not a proto")
+    for code in ("from converters.tf_compat import import_tensorflow; import_tensorflow()",
+                 # the int64 audit reads SavedModel protos: its first TF import goes through the filter too
+                 "from validation.int64_audit.tf_static import _load_saved_model\n"
+                 f"try: _load_saved_model(__import__('pathlib').Path({str(tmp_path)!r}))\nexcept Exception: pass"):
+        code += "\nimport sys; print('imported' if 'tensorflow' in sys.modules else 'absent')"
+        proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0 and proc.stdout.strip() == "imported", proc.stderr[-2000:]
+        assert not [line for line in proc.stderr.splitlines() if IMPORT_NOISE.search(line)], proc.stderr[-2000:]

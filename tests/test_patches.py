@@ -1,5 +1,5 @@
-"""Equivalence tests of the export patches (patches/pan_resample_opset10.py, patches/resize_half_pixel.py),
-each with a counterpart showing what goes wrong without the patch."""
+"""Equivalence tests of the export patches (patches/pan_resample_opset10.py, channel_shuffle_4d.py,
+dead_branch_channels.py, resize_half_pixel.py), each with a counterpart showing what goes wrong without it."""
 from __future__ import annotations
 
 import copy
@@ -16,7 +16,7 @@ import patches
 from nanodet_ref.config import load_config
 from nanodet_ref.errors import UserError
 from nanodet_ref.pan import PAN, BilinearResize
-from patches import channel_shuffle_4d
+from patches import channel_shuffle_4d, dead_branch_channels
 from patches import pan_resample_opset10 as pan_patch
 from patches import resize_half_pixel
 
@@ -31,6 +31,7 @@ def test_registered():
     assert patches.TORCH_PATCHES["pan_resample_opset10"] is pan_patch
     assert patches.ONNX_PATCHES["resize_half_pixel"] is resize_half_pixel
     assert patches.TORCH_PATCHES["channel_shuffle_4d"] is channel_shuffle_4d
+    assert patches.TORCH_PATCHES["dead_branch_channels"] is dead_branch_channels
 
 
 # ---------------------------------------------------------------- channel_shuffle_4d
@@ -183,6 +184,100 @@ def test_real_model_real_image_opset10(shared):
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     outs = dict(zip(output_names(cfg.strides), sess.run(None, {"input": x})))
     # whole-network float32 reordering in onnxruntime: the same bound the validation uses (raw_atol 1e-4)
+    assert max(_max_diff(outs[k], want[k]) for k in want) < 1e-4
+
+
+# ---------------------------------------------------------------- dead_branch_channels
+
+
+def _block_with_dead_channels(stride: int, dead: list[int], seed: int = 3):
+    """A ShuffleV2Block (58 channels out) with trained-looking BN statistics and the given middle channels'
+    depthwise kernels set to 1e-20, as in the released checkpoints."""
+    from nanodet_ref.backbones import ShuffleV2Block
+    gen = torch.Generator().manual_seed(seed)
+    block = ShuffleV2Block(24 if stride > 1 else 58, 58, stride, "LeakyReLU")
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen))  # c_k != 0: the fold matters
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen))
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+        block.branch2[3].weight[dead] = 1e-20
+    return block.eval()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dead_channels_dropped_exactly(stride):
+    dead = [0, 7, 28]
+    block = _block_with_dead_channels(stride, dead)
+    reference = copy.deepcopy(block)
+    assert dead_branch_channels.prune_block(block) == len(dead)
+    assert block.branch2[0].out_channels == block.branch2[5].in_channels == 29 - len(dead)
+    assert block.branch2[3].groups == 29 - len(dead)
+    x = torch.randn(2, 24 if stride > 1 else 58, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert _max_diff(block(x), reference(x)) < EXACT
+
+
+def test_dead_channels_need_the_bn_fold():
+    """Dropping the channels without moving their constant into the next BN changes the unit's output."""
+    block = _block_with_dead_channels(1, [3, 4])
+    reference = copy.deepcopy(block)
+    dead_branch_channels.prune_block(block)
+    x = torch.randn(1, 58, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        block.branch2[6].running_mean.copy_(reference.branch2[6].running_mean)  # undo the fold
+        assert _max_diff(block(x), reference(x)) > 1e-2
+
+
+def test_dead_channels_threshold_and_refusals():
+    block = _block_with_dead_channels(1, [])
+    with torch.no_grad():
+        block.branch2[3].weight[5] = 1e-3  # small but alive: kept
+    assert dead_branch_channels.prune_block(block) == 0
+    everything = _block_with_dead_channels(1, list(range(29)))
+    with pytest.raises(UserError, match="every middle channel"):
+        dead_branch_channels.prune_block(everything)
+
+
+def _conv_macs(model, x) -> int:
+    """Multiply-adds of every Conv2d the model runs on x (forward hooks)."""
+    total = []
+    hooks = [m.register_forward_hook(lambda m, i, o: total.append(o.shape[2] * o.shape[3] * m.weight.numel()))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    return sum(total)
+
+
+@pytest.mark.slow
+def test_dead_channels_real_checkpoint(shared):
+    """m-416's real checkpoint: 139 dead middle channels; the patched export computes 24 M fewer multiply-adds
+    and its onnxruntime outputs stay within the validation's bound of PyTorch on a real image."""
+    from nanodet_ref.checkpoint import load_weights
+    from nanodet_ref.model import build_model, output_names, run_model
+    from nanodet_ref.preprocess import preprocess_file
+
+    cfg = load_config("m-416")
+    model = build_model(cfg)
+    load_weights(model, cfg)
+    model.eval()
+    patched, report = dead_branch_channels.apply(copy.deepcopy(model), cfg, 10)
+    assert report["channels_dropped"] == 139 and report["units_changed"] == 15
+    assert report["macs_saved"] == 24_232_065
+    image = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[0]
+    x, _, _ = preprocess_file(image, cfg)
+    want = run_model(model, x)
+    assert max(_max_diff(run_model(patched, x)[k], want[k]) for k in want) < EXACT
+    buf = io.BytesIO()  # opset 11: the PAN's resize is exact there without its own patch
+    torch.onnx.export(patched, torch.from_numpy(x), buf, dynamo=False, opset_version=11, input_names=["input"],
+                      output_names=output_names(cfg.strides))
+    assert _conv_macs(model, x) - _conv_macs(patched, x) == report["macs_saved"]
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    outs = dict(zip(output_names(cfg.strides), sess.run(None, {"input": x})))
     assert max(_max_diff(outs[k], want[k]) for k in want) < 1e-4
 
 

@@ -79,6 +79,8 @@ def _load_saved_model(path: Path):
     pb = path / "saved_model.pb"
     if not pb.is_file():
         raise UserError(f"{path}: no saved_model.pb (not a TF SavedModel folder)")
+    from converters.tf_compat import import_tensorflow
+    import_tensorflow()  # first, so that TF's import-time C++ noise is filtered
     from tensorflow.core.protobuf import saved_model_pb2
     sm = saved_model_pb2.SavedModel()
     try:
@@ -90,9 +92,9 @@ def _load_saved_model(path: Path):
 
 def audit_saved_model(path, signature: str = "serving_default") -> dict:
     """Findings: int64 Consts (graph and functions) outside int32, their consumers and reachable outputs."""
-    from tensorflow.python.framework import tensor_util
     path = Path(path)
     sm = _load_saved_model(path)
+    from tensorflow.python.framework import tensor_util
     mg = sm.meta_graphs[0]
     # signature output names by the index of the call output they read (onnx-tf wrappers pass outputs through)
     sig_outputs = {}
