@@ -59,7 +59,8 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
         if isinstance(export_model, tuple):  # a patch may say what it changed
             export_model, reports[name] = export_model
         ran.append(name)
-        ctx.log(f"      patch {name} applied{patch_summary(reports.get(name))}")
+        summary = reports.get(name, {}).get("summary")
+        ctx.log(f"      patch {name} applied" + (f": {summary}" if summary else ""))
     export_model.eval()
     w, h = ctx.cfg.input_size
     example = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
@@ -74,11 +75,3 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
                           output_names=output_names(ctx.cfg.strides), opset_version=ctx.options.opset,
                           do_constant_folding=True, dynamo=False)
     return {"weights": provenance, "patches": ran, "patch_reports": reports, "io_spec": signature_io_spec(ctx.cfg)}
-
-
-def patch_summary(report: dict | None) -> str:
-    """A short tail for the progress line of a patch that reports what it changed."""
-    if not report or "channels_dropped" not in report:
-        return ""
-    return (f": {report['channels_dropped']} of {report['middle_channels']} branch channels dropped, "
-            f"{report['macs_saved'] / 1e6:.1f} M multiply-adds saved")

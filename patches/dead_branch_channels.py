@@ -143,4 +143,6 @@ def apply(model: nn.Module, cfg, opset: int):
         report["macs_saved"] += macs
         report["units"].append({"unit": i, "dropped": n_dead, "of": reference.branch2[3].in_channels,
                                 "macs_saved": macs, "max_abs_diff": err})
+    report["summary"] = (f"{report['channels_dropped']} of {report['middle_channels']} branch channels dropped, "
+                         f"{report['macs_saved'] / 1e6:.1f} M multiply-adds saved")
     return model, report

@@ -268,6 +268,7 @@ def test_dead_channels_real_checkpoint(shared):
     patched, report = dead_branch_channels.apply(copy.deepcopy(model), cfg, 10)
     assert report["channels_dropped"] == 139 and report["units_changed"] == 15
     assert report["macs_saved"] == 24_232_065
+    assert report["summary"] == "139 of 2088 branch channels dropped, 24.2 M multiply-adds saved"
     image = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[0]
     x, _, _ = preprocess_file(image, cfg)
     want = run_model(model, x)
