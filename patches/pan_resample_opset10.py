@@ -23,8 +23,8 @@ equivalents whose meaning does not depend on any coordinate convention:
 
 Every op used (Resize nearest, depthwise Conv, Mul by a constant, AveragePool) exists at opset 10 and converts to a
 plain TF/TFJS kernel. ``apply`` checks each replacement against the original module at the config's real feature
-sizes and refuses (UserError) where they would differ. It is applied at every opset: it is exact, and the
-conv-based x2 runs faster in TFJS than ResizeBilinear (see docs/readme/patches.md for the measurement).
+sizes and refuses (UserError) where they would differ. It is applied at every opset: it is exact, and every
+converter agrees on its ops (in TFJS it is not a speed gain; see the README, "Export patches", for the measurement).
 """
 from __future__ import annotations
 

@@ -233,7 +233,7 @@ def test_cli_bad_file_is_one_line_error(capsys):
 
 
 def test_peer_tfjs_has_no_int64_finding(shared):
-    """The peer artifact: no slice at all, every int64 constant is a Reshape shape (see docs/readme/int64-audit.md)."""
+    """The peer artifact: no slice at all, every int64 constant is a Reshape shape (see the README, "The int64 -> int32 audit")."""
     from validation.int64_audit import audit_tfjs
     res = audit_tfjs(shared / "reference" / "vladmandic-nanodet-m" / "nanodet-m.json")
     inv = res["inventory"]

@@ -1,4 +1,4 @@
-"""Write a validation's results: ``validation.json`` (schema in docs/readme/validation.md), ``report.md``
+"""Write a validation's results: ``validation.json`` (schema in the README, "validation.json"), ``report.md``
 (stage x metric table), ``pictures/`` (each stage's detections side by side), and the same table on the console.
 Files are written to a temp name beside the target and renamed into place.
 """
