@@ -62,7 +62,8 @@ def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, groups: int = 1) -> nn.Con
 def prune_block(block: ShuffleV2Block) -> int:
     """Drop the dead middle channels of ``block.branch2`` in place; returns how many were dropped."""
     b = block.branch2
-    if not (isinstance(b[0], nn.Conv2d) and isinstance(b[3], nn.Conv2d) and isinstance(b[5], nn.Conv2d)
+    if not (len(b) == 8 and all(isinstance(b[i], nn.Conv2d) for i in (0, 3, 5))
+            and all(isinstance(b[i], nn.BatchNorm2d) for i in (1, 4, 6))
             and b[0].bias is None and b[5].bias is None and b[3].groups == b[3].in_channels):
         raise UserError("patch dead_branch_channels: a ShuffleNetV2 branch is not conv/BN/act/dw/BN/conv/BN/act")
     dead = dead_channels(block)
