@@ -385,8 +385,8 @@ class Translator:
         view = tf.reshape(t, [n, h, 2 * w, half])
         first = tf.nn.max_pool2d(view, [1, 1], [1, 2], "VALID")
         pairs = tf.reshape(t, [n, h * w, 2, half])
-        second = tf.reshape(tf.compat.v1.image.resize_nearest_neighbor(pairs, [h * w, 1], align_corners=False,
-                                                                       half_pixel_centers=True), [n, h, w, half])
+        second = tf.reshape(tf.raw_ops.ResizeNearestNeighbor(images=pairs, size=[h * w, 1], align_corners=False,
+                                                             half_pixel_centers=True), [n, h, w, half])
         return [Value(first, NHWC), Value(second, NHWC)]
 
     def op_Slice(self, tf, node, a):
@@ -485,8 +485,8 @@ class Translator:
         xs = self.to_perm(tf, x, NHWC)
         if (sh, sw) == (1, 1):
             return [Value(xs, NHWC)]
-        y = tf.compat.v1.image.resize_nearest_neighbor(xs, [h * sh, w * sw], align_corners=False,
-                                                        half_pixel_centers=False)
+        y = tf.raw_ops.ResizeNearestNeighbor(images=xs, size=[h * sh, w * sw], align_corners=False,
+                                             half_pixel_centers=False)
         return [Value(y, NHWC)]
 
     def op_Upsample(self, tf, node, a):

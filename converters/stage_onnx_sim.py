@@ -6,6 +6,9 @@ run in order unless ``--patches none``; ``onnx.checker.check_model`` must accept
 """
 from __future__ import annotations
 
+import contextlib
+import io
+
 from pathlib import Path
 
 from .context import StageContext, project_files, signature_io_spec
@@ -35,7 +38,8 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     import onnxsim
 
     model = onnx.load(str(src))
-    simplified, ok = onnxsim.simplify(model, check_n=1)
+    with contextlib.redirect_stdout(io.StringIO()):  # onnxsim prints "Checking 0/1..." for its own check
+        simplified, ok = onnxsim.simplify(model, check_n=1)
     if not ok:
         raise RuntimeError("onnxsim: the simplified graph does not match the exported one")
     reports = {}

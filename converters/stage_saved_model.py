@@ -55,7 +55,9 @@ def check_io_spec(spec, cfg) -> dict:
 def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     mod = backend_module(ctx.options.backend)
     dst.mkdir(parents=True)
-    spec = mod.to_saved_model(Path(src), Path(dst), ctx.cfg)
+    from .tf_compat import RUNTIME_NOISE, filtered_stderr
+    with filtered_stderr(RUNTIME_NOISE):  # no-GPU probe lines of TF's C++ side, nothing about the conversion
+        spec = mod.to_saved_model(Path(src), Path(dst), ctx.cfg)
     if not (dst / "saved_model.pb").is_file():
         raise RuntimeError(f"backend {ctx.options.backend} wrote no saved_model.pb")
     return {"backend": ctx.options.backend, "io_spec": check_io_spec(spec, ctx.cfg)}

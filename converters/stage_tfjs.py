@@ -60,12 +60,12 @@ def tfjs_io_spec(model_json: Path, saved_model_spec: dict) -> dict:
 
 
 def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
-    from .tf_compat import import_tensorflowjs
+    from .tf_compat import RUNTIME_NOISE, filtered_stderr, import_tensorflowjs
     import_tensorflowjs()
     from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
     chatter = io.StringIO()   # the converter prints one line per int64 weight it stores as int32
-    with contextlib.redirect_stdout(chatter):
+    with contextlib.redirect_stdout(chatter), filtered_stderr(RUNTIME_NOISE):
         convert_tf_saved_model(str(src), str(dst), signature_def="serving_default", saved_model_tags="serve",
                                quantization_dtype_map=quantization_map(ctx.options.quantize),
                                strip_debug_ops=True)

@@ -48,6 +48,7 @@ Call :func:`install` before importing ``onnx_tf``, and :func:`import_tensorflowj
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -144,6 +145,33 @@ def _jax_missing() -> bool:
 # registered twice by the pip wheel and the absl notice about it. They say nothing about the conversion.
 IMPORT_NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory|computation placer already registered|"
                           r"All log messages before absl::InitializeLog\(\) is called")
+# Lines it writes later, on a machine without a GPU, whenever a session or grappler starts (the SavedModel and
+# TFJS stages): the CUDA probe's failure and grappler's device count / session start, written by C++ logging
+# that TF_CPP_MIN_LOG_LEVEL does not reach. Also not about the conversion.
+RUNTIME_NOISE = re.compile(r"failed call to cuInit|Number of eligible GPUs \(core count|"
+                           r"single_machine\.cc:\d+\] Starting new session|"
+                           r"All log messages before absl::InitializeLog\(\) is called")
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise: re.Pattern):
+    """Within the block, what the process (C++ code and child processes included) writes to stderr is held at the
+    file-descriptor level; at the end, every line that ``noise`` does not match is written on, in order."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not noise.search(line):
+                    print(line, file=sys.stderr)
+            sys.stderr.flush()
 
 
 def import_tensorflow():
@@ -152,21 +180,19 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            for line in caught.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not IMPORT_NOISE.search(line):
-                    print(line, file=sys.stderr)
+    with filtered_stderr(IMPORT_NOISE):
+        import tensorflow
+    # Routine INFO lines of TF's saving code (renamed inputs, fingerprint path, sharding callback) would drown the
+    # stage progress. A filter, not a level: absl resets its logger's level when TF imports it, and onnx-tf's pool
+    # handler turns the verbosity up to INFO while it converts. Warnings and errors still show.
+    absl_logger = logging.getLogger("absl")
+    if _absl_warnings_only not in absl_logger.filters:
+        absl_logger.addFilter(_absl_warnings_only)
     return tensorflow
+
+
+def _absl_warnings_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
 
 
 def install() -> list[str]:

@@ -471,6 +471,34 @@ def test_both_converters_import_in_a_fresh_process():
     assert r.stdout.strip().splitlines()[-1] == "[[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]] False"
 
 
+def test_filtered_stderr_drops_runtime_noise_of_children_and_keeps_the_rest(tmp_path):
+    """converters.tf_compat.filtered_stderr works at the file-descriptor level: lines a child process writes are
+    held too; noise is dropped, every other line written on in order."""
+    import os
+    import subprocess
+    import sys
+
+    from converters.tf_compat import RUNTIME_NOISE
+    from nanodet_ref.paths import PROJECT_ROOT
+
+    child = tmp_path / "child.py"
+    child.write_text("import sys\n"
+                     "sys.stderr.write('E0000 cuda_platform.cc:51] failed call to cuInit: INTERNAL\\n')\n"
+                     "sys.stderr.write('kept 2\\n')\n")
+    parent = tmp_path / "parent.py"
+    parent.write_text("import subprocess, sys\n"
+                      "from converters.tf_compat import RUNTIME_NOISE, filtered_stderr\n"
+                      "with filtered_stderr(RUNTIME_NOISE):\n"
+                      "    print('kept 1', file=sys.stderr)\n"
+                      f"    subprocess.run([sys.executable, {str(child)!r}])\n"
+                      "    print('I0000 single_machine.cc:374] Starting new session', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, str(parent)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["kept 1", "kept 2"]
+    assert RUNTIME_NOISE.search("I0000 00:00:1 devices.cc:67] Number of eligible GPUs (core count >= 8, compute")
+
+
 def test_tensorflow_import_noise_is_filtered_and_other_lines_kept(tmp_path):
     """converters.tf_compat.import_tensorflow: TF's import-time C++ lines about GPU plugins are dropped
     (they come before its log level applies); in a fresh process nothing of them reaches stderr."""

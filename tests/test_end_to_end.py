@@ -31,6 +31,19 @@ def test_convert_m416_validates_every_stage(conversion_m416, converted_m416):
 
 
 @pytest.mark.slow
+def test_convert_m416_log_is_progress_not_tensorflow_chatter(conversion_m416):
+    """TF's C++ start-up and no-GPU lines, absl INFO lines and onnxsim's check counter stay out of the log
+    (a fresh conversion printed all of them before converters.tf_compat.filtered_stderr); the progress is there."""
+    from converters.tf_compat import IMPORT_NOISE, RUNTIME_NOISE
+    err = conversion_m416.stderr.splitlines()
+    chatter = [line for line in err + conversion_m416.stdout.splitlines()
+               if IMPORT_NOISE.search(line) or RUNTIME_NOISE.search(line) or line.startswith("INFO:absl:")
+               or line.startswith("Checking 0/")]
+    assert not chatter, chatter[:5]
+    assert any(line.startswith("[4/4] tfjs") for line in err)
+
+
+@pytest.mark.slow
 def test_convert_m416_audit_has_no_unfixed_findings(converted_m416):
     audit = json.loads((converted_m416 / "audit.json").read_text())
     assert audit["summary"]["unfixed"] == 0
