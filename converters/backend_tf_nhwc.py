@@ -177,10 +177,9 @@ class Translator:
 
     def _split_after(self, node):
         """The Split (on channels) that is the only consumer of this node's output, with its part sizes."""
-        users = self.consumers.get(node.output[0], [])
-        if len(users) != 1 or users[0].op_type != "Split" or node.output[0] in {o.name for o in self.graph.output}:
+        split = self._only_user(node.output[0], "Split")
+        if split is None:
             return None, None
-        split = users[0]
         a = self.attr(split)
         if int(a.get("axis", 0)) not in (1, -3):
             return None, None
@@ -313,6 +312,7 @@ class Translator:
         return [Value(tf.concat([self.to_perm(tf, v, perm) for v in vals], axis=list(perm).index(axis)), perm)]
 
     def _only_user(self, name: str, op_type: str):
+        """The one node that reads ``name``, if it has type ``op_type`` and ``name`` is not a graph output."""
         users = self.consumers.get(name, [])
         if len(users) != 1 or users[0].op_type != op_type or name in {o.name for o in self.graph.output}:
             return None
