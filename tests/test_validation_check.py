@@ -82,3 +82,16 @@ def test_check_passes_untouched_and_catches_tampered_tfjs_weight(artifact, tmp_p
     assert "sha256 differs from manifest" in last      # the file hash ...
     assert "tfjs: pass flipped PASS -> FAIL" in last    # ... and the re-validation both see it
     assert json.loads((copy / "check.json").read_text())["regression_check"]["pass"] is False
+
+
+@pytest.mark.slow
+def test_saved_model_runner_keeps_tensorflow_chatter_out_of_the_log(artifact):
+    """Loading a SavedModel for validation: TF's import lines and its no-GPU probe ("failed call to cuInit") are
+    filtered (converters.tf_compat), the runner's own output is not."""
+    from converters.tf_compat import IMPORT_NOISE, RUNTIME_NOISE
+    code = ("import sys\nfrom validation.runners.saved_model import SavedModelRunner\n"
+            f"SavedModelRunner({str(artifact / 'saved_model')!r})\nprint('loaded', file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [line for line in proc.stderr.splitlines() if IMPORT_NOISE.search(line) or RUNTIME_NOISE.search(line)]
+    assert proc.stderr.strip().splitlines()[-1] == "loaded"

@@ -23,7 +23,9 @@ class SavedModelRunner:
         self.path = Path(path)
         if not (self.path / "saved_model.pb").is_file():
             raise UserError(f"{self.path}: not a TF SavedModel folder (no saved_model.pb)")
-        self.loaded = tf.saved_model.load(str(self.path))
+        from converters.tf_compat import RUNTIME_NOISE, filtered_stderr
+        with filtered_stderr(RUNTIME_NOISE):  # TF's first device probe ("failed call to cuInit" without a GPU)
+            self.loaded = tf.saved_model.load(str(self.path))
         sigs = self.loaded.signatures
         if signature not in sigs:
             raise UserError(f"{self.path}: SavedModel has no signature '{signature}' (has {', '.join(sigs)})")
