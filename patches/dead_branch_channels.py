@@ -87,14 +87,12 @@ def prune_block(block: ShuffleV2Block) -> int:
     return n_dead
 
 
-def _macs_saved(block: ShuffleV2Block, n_dead: int, in_hw: tuple[int, int]) -> int:
-    """Multiply-adds of the dropped channels at the block's input size (first 1x1, depthwise, last 1x1)."""
+def channel_macs(block: ShuffleV2Block, in_hw: tuple[int, int]) -> int:
+    """Multiply-adds one middle channel of ``block.branch2`` costs at the block's input size: its output of the
+    first 1x1 conv, its depthwise 3x3, its input to the last 1x1 conv."""
     h, w = in_hw
-    s = block.stride
-    oh, ow = (h + 1) // s if s > 1 else h, (w + 1) // s if s > 1 else w
-    first_in = block.branch2[0].in_channels
-    mid_out = block.branch2[5].out_channels
-    return n_dead * (h * w * first_in + oh * ow * 9 + oh * ow * mid_out)
+    oh, ow = ((h + 1) // 2, (w + 1) // 2) if block.stride > 1 else (h, w)
+    return h * w * block.branch2[0].in_channels + oh * ow * (9 + block.branch2[5].out_channels)
 
 
 def _block_input_sizes(model: nn.Module, blocks, cfg) -> dict:
@@ -138,7 +136,7 @@ def apply(model: nn.Module, cfg, opset: int):
         if not err <= TOLERANCE * max(1.0, float(want.abs().max())):
             raise UserError(f"patch dead_branch_channels: ShuffleNetV2 unit {i} changes by {err:.2e} without its "
                             f"dead channels; export with PATCHES=none")
-        macs = _macs_saved(reference, n_dead, sizes[block])
+        macs = n_dead * channel_macs(reference, sizes[block])
         report["units_changed"] += 1
         report["channels_dropped"] += n_dead
         report["macs_saved"] += macs

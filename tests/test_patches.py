@@ -241,18 +241,6 @@ def test_dead_channels_threshold_and_refusals():
         dead_branch_channels.prune_block(everything)
 
 
-def _conv_macs(model, x) -> int:
-    """Multiply-adds of every Conv2d the model runs on x (forward hooks)."""
-    total = []
-    hooks = [m.register_forward_hook(lambda m, i, o: total.append(o.shape[2] * o.shape[3] * m.weight.numel()))
-             for m in model.modules() if isinstance(m, nn.Conv2d)]
-    with torch.no_grad():
-        model(torch.from_numpy(x))
-    for h in hooks:
-        h.remove()
-    return sum(total)
-
-
 @pytest.mark.slow
 def test_dead_channels_real_checkpoint(shared):
     """m-416's real checkpoint: 139 dead middle channels; the patched export computes 24 M fewer multiply-adds
@@ -276,7 +264,8 @@ def test_dead_channels_real_checkpoint(shared):
     buf = io.BytesIO()  # opset 11: the PAN's resize is exact there without its own patch
     torch.onnx.export(patched, torch.from_numpy(x), buf, dynamo=False, opset_version=11, input_names=["input"],
                       output_names=output_names(cfg.strides))
-    assert _conv_macs(model, x) - _conv_macs(patched, x) == report["macs_saved"]
+    from validation.pruning_probe import conv_macs
+    assert conv_macs(model, torch.from_numpy(x)) - conv_macs(patched, torch.from_numpy(x)) == report["macs_saved"]
     sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     outs = dict(zip(output_names(cfg.strides), sess.run(None, {"input": x})))
     assert max(_max_diff(outs[k], want[k]) for k in want) < 1e-4

@@ -52,6 +52,7 @@ def conv_macs(model: nn.Module, x: torch.Tensor) -> int:
 
 def rank_channels(model: nn.Module, calibration: list[torch.Tensor]) -> list[Channel]:
     """Every middle channel of every ShuffleNetV2 unit, least important per multiply-add first."""
+    from patches.dead_branch_channels import channel_macs
     units = _units(model)
     if not units:
         raise UserError("pruning probe: the model has no ShuffleNetV2 units (only NanoDet-m backbones are probed)")
@@ -89,9 +90,7 @@ def rank_channels(model: nn.Module, calibration: list[torch.Tensor]) -> list[Cha
         bn = u.branch2[6]
         scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
         column_norm = ((u.branch2[5].weight.detach().double()[:, :, 0, 0] * scale[:, None]) ** 2).sum(0)
-        h, w = in_hw[i]
-        oh, ow = ((h + 1) // 2, (w + 1) // 2) if u.stride > 1 else (h, w)
-        macs = h * w * u.branch2[0].in_channels + oh * ow * (9 + u.branch2[5].out_channels)
+        macs = channel_macs(u, in_hw[i])
         for k in range(mean.numel()):
             ranked.append(Channel(i, k, float(var[k] * column_norm[k]) / macs, macs, float(mean[k])))
     ranked.sort(key=lambda c: c.importance)
