@@ -48,7 +48,6 @@ Call :func:`install` before importing ``onnx_tf``, and :func:`import_tensorflowj
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -56,8 +55,9 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import types
+
+from .stderr_filter import filtered_stderr  # noqa: F401  (the stages, the runners and the tests use it from here)
 
 MARKER = "__nanodet_tfjs_substitute__"
 
@@ -153,34 +153,13 @@ RUNTIME_NOISE = re.compile(r"failed call to cuInit|Number of eligible GPUs \(cor
                            r"All log messages before absl::InitializeLog\(\) is called")
 
 
-@contextlib.contextmanager
-def filtered_stderr(noise: re.Pattern):
-    """Within the block, what the process (C++ code and child processes included) writes to stderr is held at the
-    file-descriptor level; at the end, every line that ``noise`` does not match is written on, in order."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            for line in caught.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not noise.search(line):
-                    print(line, file=sys.stderr)
-            sys.stderr.flush()
-
-
 def import_tensorflow():
     """Import TensorFlow with :data:`IMPORT_NOISE` filtered out of what it writes to stderr meanwhile (at the
-    file-descriptor level: the lines come from C++). Every other line is passed on, after the import."""
+    file-descriptor level: the lines come from C++). Every other line is passed on as it is written."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with filtered_stderr(IMPORT_NOISE):
+    with filtered_stderr(IMPORT_NOISE, label="importing TensorFlow"):
         import tensorflow
     # Routine INFO lines of TF's saving code (renamed inputs, fingerprint path, sharding callback) would drown the
     # stage progress. A filter, not a level: absl resets its logger's level when TF imports it, and onnx-tf's pool

@@ -1,4 +1,4 @@
-"""The tf_nhwc SavedModel backend (converters/backend_tf_nhwc.py, converters/nhwc_layout.py).
+"""The tf_nhwc SavedModel backend (converters/backend_tf_nhwc.py, the package converters/tf_nhwc/).
 
 Each op test builds a tiny ONNX graph, translates it (traced tf.function, no SavedModel written) and compares the
 TF result on NHWC input with onnxruntime on the same NCHW input. The slow test takes the session's real m-416
@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from converters import backend_tf_nhwc as B
-from converters import nhwc_layout as L
+from converters.tf_nhwc import layout as L
 from nanodet_ref.errors import UserError
 
 RNG = np.random.default_rng(0)
@@ -69,6 +69,64 @@ def test_stride2_conv_with_symmetric_padding_on_even_input(tmp_path, group):
     got, want, ops = run_both(tmp_path, make_model(nodes, [1, 6, 8, 8], ["y"], [("c_w", w), ("c_b", b)]), [1, 6, 8, 8])
     assert_close(got, want)
     assert ops.count("Transpose") == 1  # only the 4-D graph output back to NCHW; none around the conv
+
+
+def _tfjs_weights(tfjs_dir) -> tuple[list, dict]:
+    """(model.json nodes, {weight name: float32 array}) of a float32 TFJS graph model."""
+    import json
+    model = json.loads((tfjs_dir / "model.json").read_text())
+    data = b"".join((tfjs_dir / p).read_bytes() for g in model["weightsManifest"] for p in g["paths"])
+    weights, at = {}, 0
+    for w in model["weightsManifest"][0]["weights"]:
+        n = int(np.prod(w["shape"])) if w["shape"] else 1
+        assert w["dtype"] in ("float32", "int32"), w
+        weights[w["name"]] = np.frombuffer(data, np.dtype(w["dtype"]), n, at).reshape(w["shape"])
+        at += 4 * n
+    return model["modelTopology"]["node"], weights
+
+
+def test_padded_depthwise_bias_is_safe_for_tensorflow_and_free_in_tfjs(tmp_path):
+    """Stride-2 depthwise with ONNX pads (1, 1) on an even input (6 in NanoDet-m) and a bias: the SavedModel holds
+    no DepthwiseConv2dNative EXPLICIT -> BiasAdd/Add (converters.tf_graph_hazards: TF aborts on it on AVX-512
+    hosts) but a unit FusedBatchNormV3; tensorflowjs turns it into the node the BiasAdd gave: one
+    FusedDepthwiseConv2dNative with BiasAdd + Prelu and the explicit paddings, kernel and bias bit-exact, no Pad.
+    Runs nothing in TF (the same on every CPU)."""
+    import base64
+    import contextlib
+    import io
+
+    import tensorflow as tf
+
+    from converters.stage_tfjs import count_ops
+    from converters.tf_compat import import_tensorflowjs
+    from converters.tf_graph_hazards import saved_model_hazards
+
+    w = RNG.normal(size=(6, 1, 3, 3)).astype(np.float32)
+    b = RNG.normal(size=6).astype(np.float32)
+    nodes = [conv("c", "input", "c", "y0", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2], group=6),
+             helper.make_node("LeakyRelu", ["y0"], ["y"], alpha=0.1)]
+    path = tmp_path / "m.onnx"
+    onnx.save(make_model(nodes, [1, 6, 8, 8], ["y"], [("c_w", w), ("c_b", b)]), str(path))
+    module, _, _ = B.build_module(path)
+    saved = tmp_path / "saved_model"
+    tf.saved_model.save(module, str(saved), signatures={B.SIGNATURE: module.serve.get_concrete_function()})
+    assert saved_model_hazards(saved) == []
+    assert count_ops(saved, ("FusedBatchNormV3",)) >= 1 and count_ops(saved, ("BiasAdd",)) == 0
+
+    import_tensorflowjs()
+    from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
+    with contextlib.redirect_stdout(io.StringIO()):
+        convert_tf_saved_model(str(saved), str(tmp_path / "tfjs"), signature_def="serving_default",
+                               saved_model_tags="serve")
+    nodes, weights = _tfjs_weights(tmp_path / "tfjs")
+    ops = [n["op"] for n in nodes if n["op"] not in ("Const", "Placeholder")]
+    assert ops == ["FusedDepthwiseConv2dNative", "Transpose", "Identity"], ops   # Transpose: the NCHW output
+    fused = next(n for n in nodes if n["op"] == "FusedDepthwiseConv2dNative")
+    assert [base64.b64decode(s).decode() for s in fused["attr"]["fused_ops"]["list"]["s"]] == ["BiasAdd", "Prelu"]
+    assert [int(i) for i in fused["attr"]["explicit_paddings"]["list"]["i"]] == [0, 0, 1, 1, 1, 1, 0, 0]
+    kernel, bias = (weights[name.split(":")[0]] for name in fused["input"][1:3])
+    assert np.array_equal(kernel, w.reshape(6, 1, 3, 3).transpose(2, 3, 0, 1))   # HWC1, scaled by exactly 1
+    assert np.array_equal(bias, b)
 
 
 def test_stride1_and_odd_input_convs_use_same_padding(tmp_path):
@@ -225,6 +283,12 @@ def test_m416_through_tf_nhwc_and_tfjs_matches_onnxruntime(shared, converted_m41
     ops = [n["op"] for n in model_json["modelTopology"]["node"]]
     assert ops.count("_FusedConv2D") >= 48 and "LeakyRelu" not in ops and ops.count("Transpose") == 16
     assert "Slice" not in ops and ops.count("ResizeNearestNeighbor") == 15  # 13 shuffle halves + 2 in the PAN
+    # the 6 padded stride-2 depthwise convs: a batch norm in the SavedModel (no graph that aborts TF), fused here
+    # like the other 19 with a bias; the 2 bias-free PAN smoothing convs stay plain
+    from converters.tf_graph_hazards import saved_model_hazards
+    assert saved_model_hazards(tmp_path / "saved_model") == []
+    assert ops.count("FusedDepthwiseConv2dNative") == 25 and ops.count("DepthwiseConv2dNative") == 2
+    assert "FusedBatchNormV3" not in ops and "Pad" not in ops
     outs = model_json["signature"]["outputs"]
 
     image = sorted(shared.joinpath("data", "coco-val2017-40", "images").glob("*.jpg"))[0]

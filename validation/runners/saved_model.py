@@ -24,7 +24,8 @@ class SavedModelRunner:
         if not (self.path / "saved_model.pb").is_file():
             raise UserError(f"{self.path}: not a TF SavedModel folder (no saved_model.pb)")
         from converters.tf_compat import RUNTIME_NOISE, filtered_stderr
-        with filtered_stderr(RUNTIME_NOISE):  # TF's first device probe ("failed call to cuInit" without a GPU)
+        # TF's first device probe ("failed call to cuInit" without a GPU)
+        with filtered_stderr(RUNTIME_NOISE, label=f"validation {name} runner"):
             self.loaded = tf.saved_model.load(str(self.path))
         sigs = self.loaded.signatures
         if signature not in sigs:

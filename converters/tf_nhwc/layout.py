@@ -1,9 +1,10 @@
-"""Layout bookkeeping for ``--backend tf_nhwc``: which TF tensor holds which ONNX tensor, in which axis order.
+"""The value and layout model of ``--backend tf_nhwc``: which TF tensor holds which ONNX value, in which axis order.
 
-A converted ONNX value is a TF tensor ``stored`` plus a permutation ``perm`` with
-``stored == transpose(logical, perm)``: stored axis k is logical axis ``perm[k]``. 4-D activations live as
-NHWC (``perm == (0, 2, 3, 1)``), plain tensors have the identity. A Transpose node then only changes ``perm``
-(no TF op), and a Reshape becomes a plain ``tf.reshape`` whenever the element order in memory allows it.
+A translated ONNX value (:class:`Value`) is a TF tensor ``stored`` plus a permutation ``perm`` with
+``stored == transpose(logical, perm)``: stored axis k is logical axis ``perm[k]``; or, for initializers and
+Constant nodes, a numpy array. 4-D activations live as NHWC (``perm == NHWC == (0, 2, 3, 1)``), plain tensors
+have the identity. A Transpose node then only changes ``perm`` (no TF op), and a Reshape becomes a plain
+``tf.reshape`` whenever the element order in memory allows it.
 
 Whether it allows it is decided exactly, not by rules of thumb: :func:`plan_reshape` numbers every logical
 element, lays the numbers out as stored now and as the reshaped value would be stored, and accepts a plain
@@ -13,9 +14,12 @@ tensor after which they are. So a layout rewrite is either proven element for el
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+NHWC = (0, 2, 3, 1)  # the stored perm of a 4-D activation
 
 
 def identity(rank: int) -> tuple[int, ...]:
@@ -83,3 +87,19 @@ def plan_reshape(in_logical: tuple, in_perm: tuple, out_logical: tuple, prefer: 
             if np.array_equal(flat, targets[out_perm]):
                 return pre, out_perm
     raise AssertionError("unreachable: the identity layout always works after a full transpose")
+
+
+@dataclass
+class Value:
+    """An ONNX value: a TF tensor stored as ``transpose(logical, perm)``, or a numpy constant (``const``)."""
+
+    tensor: object = None
+    perm: tuple = ()
+    const: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple:
+        """The logical (ONNX) shape."""
+        if self.const is not None:
+            return tuple(self.const.shape)
+        return logical_shape(self.tensor.shape.as_list(), self.perm)
