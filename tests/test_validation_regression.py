@@ -67,3 +67,34 @@ def test_other_images_compare_pass_flags_only():
     cur["image_files"] = ["c.jpg"]
     regs, notes = compare_reports(ACCEPTED, cur, 1e-4)
     assert regs == [] and notes
+
+
+def with_outputs(report, diffs: dict, scale: float = 10.0, unexplained: int = 0):
+    """The report with per-output figures as compare_raw writes them (atol 1e-4, rtol 1e-4, the given scale)."""
+    out = copy.deepcopy(report)
+    for stage in out["stages"].values():
+        stage["outputs"] = {o: {"max_abs_diff": d, "atol": 1e-4, "rtol": 1e-4, "scale": scale,
+                                "tolerance": 1e-4 + 1e-4 * scale} for o, d in diffs.items()}
+        stage["unexplained"] = unexplained
+    return out
+
+
+def test_output_growth_is_judged_by_that_output_tolerance():
+    """A box-logit output of scale 10 may grow by 1e-4 + 1e-4 x 10 = 1.1e-3 (what its verdict allows), not by the
+    bare raw_atol; beyond that the regression names the output."""
+    acc = with_outputs(ACCEPTED, {"cls_pred_stride_8": 2e-5, "dis_pred_stride_8": 1e-4})
+    cur = with_outputs(ACCEPTED, {"cls_pred_stride_8": 2e-5, "dis_pred_stride_8": 9e-4})
+    for stage in cur["stages"].values():
+        stage["max_abs_diff"] = 9e-4
+    assert compare_reports(acc, cur, 1e-4)[0] == []
+    cur = with_outputs(ACCEPTED, {"cls_pred_stride_8": 2e-5, "dis_pred_stride_8": 1.5e-3})
+    regs, _ = compare_reports(acc, cur, 1e-4, only=["onnx"])
+    assert regs == ["onnx: dis_pred_stride_8 max_abs_diff grew from 0.0001 to 0.0015 (tolerance 0.0011)"]
+
+
+def test_more_unexplained_detection_differences_regress():
+    acc = with_outputs(ACCEPTED, {"cls_pred_stride_8": 2e-5})
+    assert compare_reports(acc, with_outputs(ACCEPTED, {"cls_pred_stride_8": 2e-5}), 1e-4)[0] == []
+    regs, _ = compare_reports(acc, with_outputs(ACCEPTED, {"cls_pred_stride_8": 2e-5}, unexplained=1), 1e-4,
+                              only=["tfjs"])
+    assert regs == ["tfjs: unexplained detection differences rose from 0 to 1"]

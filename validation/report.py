@@ -22,12 +22,29 @@ PICTURE_HEIGHT = 360
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path`` and rename it into place (readers never see half a file).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask: 0644 usually),
+    not mkstemp's private 0600; a failed write leaves no temp file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fmt(v, digits=3):
@@ -43,22 +60,25 @@ def _fmt(v, digits=3):
 
 
 def table_rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["stage", "result", "max_abs_diff", "mean_abs_diff", "worst class diff", "matched", "AP", "AP50",
-            "criteria"]
+    head = ["stage", "result", "max_abs_diff", "mean_abs_diff", "worst class diff", "matched",
+            "unmatched: near-tie/unexplained", "AP", "AP50", "criteria"]
     rows = []
     for name in order_stages(report["stages"]):
         s = report["stages"][name]
         worst = class_diff_summary(s.get("max_class_diff") or [])
         worst_txt = "-" if worst is None else "0" if worst["diff"] == 0 else f"{_fmt(worst['diff'])} (#{worst['class']})"
+        ties = "-" if s.get("unexplained") is None else f"{s.get('explained', 0)}/{s['unexplained']}"
         rows.append([name, "PASS" if s.get("pass") else "FAIL", _fmt(s.get("max_abs_diff")),
-                     _fmt(s.get("mean_abs_diff")), worst_txt, _fmt(s.get("matched_fraction")),
+                     _fmt(s.get("mean_abs_diff")), worst_txt, _fmt(s.get("matched_fraction")), ties,
                      _fmt(s.get("ap")), _fmt(s.get("ap50")), s.get("criteria", "")])
     return head, rows
 
 
 def markdown_table(head, rows) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    """A markdown table; a ``|`` inside a cell (``|diff|``) is escaped so that it stays in its cell."""
+    def cells(r):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |"
+    lines = [cells(head), "|" + "---|" * len(head)] + [cells(r) for r in rows]
     return "\n".join(lines)
 
 
@@ -81,13 +101,17 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
              f"- annotations: {report.get('annotations') or 'none (no AP)'}",
              f"- TFJS backend: {report.get('tfjs_backend', '-')}",
              f"- tolerances: {json.dumps(report.get('tolerances', {}))}",
+             "- fp32 stages: every output's max |diff| <= raw_atol + raw_rtol x its scale (its max |PyTorch value|), "
+             "and every detection without a partner (same class, IoU >= 0.99) a near-tie within the stage's "
+             "measured raw differences",
              f"- overall: **{'PASS' if report.get('pass') else 'FAIL'}**", ""]
     lines += [f"> WARNING: {w}" for w in report.get("warnings", [])]
     lines += ["", markdown_table(head, rows), ""]
     fails = [(n, f) for n in order_stages(report["stages"]) for f in report["stages"][n].get("failures", [])]
     if fails:
         lines += ["## Failures", ""] + [f"- **{n}**: {f}" for n, f in fails] + [""]
-    lines += ["## Per output (max |diff| vs PyTorch, PASSED/FAILED at the stage's atol)", ""]
+    lines += _tie_lines(report)
+    lines += ["## Per output (max |diff| vs PyTorch / its tolerance atol + rtol x scale, PASSED/FAILED)", ""]
     outs = list(dict.fromkeys(o for s in report["stages"].values() for o in s.get("outputs", {})))
     stages = [n for n in order_stages(report["stages"]) if n != "pytorch"]
     if stages and outs:
@@ -97,7 +121,9 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
             cells = []
             for n in stages:
                 e = report["stages"][n].get("outputs", {}).get(o)
-                cells.append("-" if e is None else f"{_fmt(e.get('max_abs_diff'))} {e.get('status', '')}"
+                cells.append("-" if e is None else f"{_fmt(e.get('max_abs_diff'))}"
+                             + (f" / {_fmt(e['tolerance'])}" if e.get("tolerance") is not None else "")
+                             + f" {e.get('status', '')}"
                              + (f" ({e['error']})" if e.get("error") else "")
                              + (" (not judged)" if e.get("judged") is False else ""))
             lines.append(f"| {o} | " + " | ".join(cells) + " |")
@@ -106,6 +132,20 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
         lines += ["## Pictures (detections with score >= %.2f)" % PICTURE_SCORE, ""]
         lines += [f"![{p}]({p})" for p in pictures]
     return "\n".join(lines) + "\n"
+
+
+def _tie_lines(report: dict) -> list[str]:
+    """The unmatched detections of each fp32 stage: near-ties by reason, and the unexplained ones."""
+    lines = []
+    for name in order_stages(report["stages"]):
+        s = report["stages"][name]
+        if not s.get("explained") and not s.get("unexplained"):
+            continue
+        reasons = ", ".join(f"{n} {why}" for why, n in (s.get("explained_by") or {}).items()) or "none"
+        lines.append(f"- **{name}**: {s.get('explained', 0)} near-ties ({reasons}), {s.get('unexplained', 0)} "
+                     f"unexplained; bounds: {json.dumps(s.get('tie_bounds'))}")
+        lines += [f"  - unexplained: {json.dumps(ex)}" for ex in s.get("unexplained_examples") or []]
+    return ["## Detections without a partner", ""] + lines + [""] if lines else []
 
 
 def _label(img, text, origin, scale=0.5, color=(255, 255, 255)):
