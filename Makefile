@@ -13,6 +13,8 @@ FORCE ?=
 IMAGES ?=
 ANNOTATIONS ?=
 ARTIFACTS ?=
+LIMIT ?=
+STAGES ?=
 PATCHES ?=
 
 # Options passed through to the CLI only when set.
@@ -21,8 +23,11 @@ MODEL_ARGS = $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) $(call
 CONVERT_ARGS = $(MODEL_ARGS) $(call opt,--opset,$(OPSET)) $(call opt,--quantize,$(QUANTIZE)) \
 	$(call opt,--backend,$(BACKEND)) $(call opt,--patches,$(PATCHES)) $(if $(filter 1 yes true,$(FORCE)),--force)
 DATA_ARGS = $(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATIONS)) $(call opt,--artifacts,$(ARTIFACTS))
+# validate / accept / check: a subset of the images (LIMIT=N, the first N); validate and check: of the stages
+SUBSET_ARGS = $(call opt,--limit,$(LIMIT))
+STAGE_ARGS = $(call opt,--stages,$(STAGES))
 
-.PHONY: all venv js browser js-check convert validate check bench test test-fast clean
+.PHONY: all venv js browser js-check convert validate accept check bench test test-fast clean
 all: convert
 
 venv: $(VENV)/.installed
@@ -57,11 +62,16 @@ js-check: venv js
 convert: venv js
 	$(PY) -m converters.cli convert $(CONVERT_ARGS) $(DATA_ARGS)
 
+# An ad-hoc validation: written to artifacts/<name>/validations/<data>/, never over the accepted figures.
 validate: venv js
-	$(PY) -m validation.cli validate $(MODEL_ARGS) $(DATA_ARGS)
+	$(PY) -m validation.cli validate $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS)
+
+# The one step that changes the accepted figures (artifacts/<name>/validation.json) that `check` compares with.
+accept: venv js
+	$(PY) -m validation.cli accept $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS)
 
 check: venv js
-	$(PY) -m validation.cli check $(MODEL_ARGS) $(DATA_ARGS)
+	$(PY) -m validation.cli check $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS)
 
 bench: venv js
 	$(PY) -m validation.bench $(MODEL_ARGS)

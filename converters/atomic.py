@@ -1,7 +1,8 @@
-"""Atomic writes: a stage writes into a temp folder beside its target and is renamed into place only on success.
+"""Atomic writes: a file or folder is written under a temp name beside its target and renamed into place only
+on success (a whole artifact folder is swapped the same way: ``converters.staging``).
 
-Names of temporaries start with a dot (``.model.onnx.tmp-*``, ``.saved_model.old-*``), so an interrupted run never
-leaves anything that looks like a finished artifact; :func:`sweep` removes such leftovers at the next run.
+Names of temporaries start with a dot (``.pictures.tmp-*``, ``.pictures.old-*``), so an interrupted write never
+leaves anything that looks finished; :func:`sweep` removes such leftovers at the next run.
 """
 from __future__ import annotations
 
@@ -22,6 +23,27 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _link_or_copy_file(src, dst) -> str:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:   # a file system without hard links: a copy
+        shutil.copy2(src, dst, follow_symlinks=False)
+    return dst
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Put ``src`` (file or folder) at ``dst`` as hard links where the file system allows, else as copies.
+
+    Used for finished outputs that go into a new build unchanged: no bytes are copied, and every writer of the
+    toolkit replaces files by rename (never in place), so the old and the new folder cannot change each other.
+    """
+    src, dst = Path(src), Path(dst)
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy_file)
+    else:
+        _link_or_copy_file(src, dst)
 
 
 def replace_into_place(new: Path, target: Path) -> None:
@@ -72,6 +94,11 @@ def write_json(path: Path, data) -> None:
         raise
 
 
+def is_leftover(name: str) -> bool:
+    """A temporary of an interrupted write (``.x.tmp-*``, ``.x.old-*``)."""
+    return name.startswith(".") and (TMP_MARK in name or OLD_MARK in name)
+
+
 def sweep(folder: Path) -> list[str]:
     """Remove temporaries left by an interrupted run; return their names."""
     folder = Path(folder)
@@ -79,7 +106,7 @@ def sweep(folder: Path) -> list[str]:
         return []
     gone = []
     for p in folder.iterdir():
-        if p.name.startswith(".") and (TMP_MARK in p.name or OLD_MARK in p.name):
+        if is_leftover(p.name):
             remove(p)
             gone.append(p.name)
     return gone

@@ -1,24 +1,26 @@
 """``manifest.json`` of an artifact folder: what was made, from what, with which tools, and which stages finished.
 
-Layout (top level): ``name``, ``complete`` (all stages finished), ``stages_completed`` (in order), ``stages``
-(per stage: output path, cache key, sha256 of every output file, seconds it took to build, io spec, extras such as
-the patches that ran), ``weights`` (``checkpoint <file>`` or ``random (seed N)``) and ``weights_provenance``,
-``inputs`` (config and checkpoint paths with their sha256), ``options``, ``versions`` (tools and packages),
-``signature`` (the model's input/output contract), ``io_specs`` (per stage), ``patches`` (which ran),
-``last_run`` (per stage: cached or built, seconds). A stage is listed as completed only after its output was
-renamed into place; the manifest itself is always written atomically.
+Layout (top level): ``name`` (the artifact name: model + option suffixes), ``complete`` (all stages finished),
+``stages_completed`` (in order), ``stages`` (per stage: output path, cache key and what went into it, sha256 of
+every output file, io spec, extras such as the patches that ran), ``weights`` (``checkpoint <file>`` or
+``random (seed N)``) and ``weights_provenance``, ``inputs`` (config and checkpoint paths with their sha256),
+``options``, ``versions`` (tools and packages), ``signature`` (the model's input/output contract), ``io_specs``
+(per stage), ``files`` (sha256 of every output file), ``patches`` (which ran), and last ``run``: the facts of
+the run that wrote it (folder, start and end time, seconds, per stage cached or built, copied from which sibling,
+seconds, when it was built). Everything outside ``run`` depends only on the inputs, so two builds of the same
+inputs have the same manifest but for ``run``. The manifest is written atomically.
 """
 from __future__ import annotations
 
 import json
 import platform
-import time
 from importlib import metadata
 from pathlib import Path
 
 from .atomic import write_json
 
 FILENAME = "manifest.json"
+RUN_KEYS = ("seconds", "built", "reused_from")   # per-stage run facts: they live in ``run.stages``, not the entry
 PACKAGES = ("nanodet-tfjs", "torch", "onnx", "onnxsim", "onnxruntime", "onnx-tf", "onnx2tf", "tensorflow",
             "tf_keras", "tensorflowjs", "tensorflow-hub", "numpy", "protobuf")
 
@@ -34,6 +36,11 @@ def versions(names=PACKAGES) -> dict[str, str | None]:
     out = {"python": platform.python_version()}
     out.update({n: package_version(n) for n in names})
     return out
+
+
+def stage_record(entry: dict) -> dict:
+    """A stage entry without run facts (older manifests kept them inside the entry)."""
+    return {k: v for k, v in entry.items() if k not in RUN_KEYS}
 
 
 def load(artifact_dir: Path) -> dict:
@@ -70,7 +77,7 @@ class Manifest:
         self._refresh()
 
     def complete_stage(self, name: str, entry: dict) -> None:
-        self.data["stages"][name] = {**entry, "completed": True}
+        self.data["stages"][name] = {**stage_record(entry), "completed": True}
         self._refresh()
 
     def _refresh(self) -> None:
@@ -89,7 +96,9 @@ class Manifest:
         self.data.update(fields)
 
     def save(self) -> None:
-        self.data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        """Write it (``run`` last: everything above it is the same for the same inputs)."""
         ordered = {k: self.data[k] for k in ("name", "complete", "stages_completed") if k in self.data}
-        ordered.update({k: v for k, v in self.data.items() if k not in ordered})
+        ordered.update({k: v for k, v in self.data.items() if k not in ordered and k != "run"})
+        if "run" in self.data:
+            ordered["run"] = self.data["run"]
         write_json(self.dir / FILENAME, ordered)

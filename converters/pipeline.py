@@ -1,37 +1,45 @@
-"""The conversion pipeline: PyTorch -> ONNX -> simplified ONNX -> SavedModel -> TFJS, cached and atomic.
+"""The conversion pipeline: PyTorch -> ONNX -> simplified ONNX -> SavedModel -> TFJS, cached, and never destroying
+a finished artifact folder.
 
 Each stage has a cache key (its input hashes + options + package versions + the hash of the toolkit sources that
-shape it). A stage whose key matches the manifest and whose output still has the recorded sha256 is reused;
-otherwise it and every later stage are rebuilt (``force`` rebuilds all). A stage writes into a dot-named temp
-folder beside its target and is renamed into place; only then is it marked completed in ``manifest.json``.
-After the stages the optional hooks run (``validation.int64_audit.audit_artifact_dir`` then
-``validation.api.validate_artifacts``), imported lazily and skipped where they do not exist yet.
+shape it). A run builds a whole new folder beside the artifact folder (``converters.staging``): a stage whose key
+matches the old manifest and whose old output still has the recorded sha256 goes into the new folder unchanged
+(hard links), another is copied from a sibling folder with the same key, the rest are built there. Then the
+manifest, then the optional hooks (``validation.int64_audit.audit_artifact_dir``, then
+``validation.api.validate_artifacts``, imported lazily and skipped where they do not exist) write their reports
+in the new folder, and the new folder replaces the old one in one swap. Before anything is built, the inputs are
+checked (the checkpoint is loaded strictly into the model). So a refused input, a failed stage or a killed run
+leaves the old folder byte-identical, and reports always describe the stage files beside them: the old reports
+go into the new folder only where every stage came out byte-identical.
 """
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib
 import importlib.util
-import os
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nanodet_ref.errors import UserError
 from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
 
 from . import manifest as manifest_mod
-from . import stage_onnx, stage_onnx_sim, stage_saved_model, stage_tfjs
-from .atomic import OLD_MARK, remove, staged_output, sweep
+from . import stage_onnx, stage_onnx_sim, stage_saved_model, stage_tfjs, staging
+from .atomic import is_leftover, link_or_copy, remove, staged_output, sweep
 from .context import StageContext, log_stderr, signature
 from .hashing import digest_of, file_hashes, source_hash, stage_key
 from .options import DEFAULT_OPSET, ConvertOptions, artifact_name
-from .sources import ModelSource
+from .sources import ModelSource, display_path
 
 STAGES = (stage_onnx, stage_onnx_sim, stage_saved_model, stage_tfjs)
 STAGE_NAMES = [s.NAME for s in STAGES]
+# What the audit, validate and check write into an artifact folder: they describe its stage files, so they go
+# into a new build only where every stage came out byte-identical. Other entries (a user's own) always go along.
+REPORTS = ("validation.json", "report.md", "pictures", "check.json", "check.md", "audit.json", "validations")
 
 
 @dataclass
@@ -42,6 +50,7 @@ class StageResult:
     seconds: float
     cached: bool
     reused_from: str | None = None   # copied from a sibling artifact folder with the same stage key
+    built: str | None = None         # when the output was built (this run, or the run that built a cached one)
 
     @property
     def cached_label(self) -> str:
@@ -59,8 +68,25 @@ class RunResult:
     hooks: dict
 
 
+@dataclass
+class Build:
+    """One run's state: where it builds, the old folder's manifest, what it decided so far."""
+    artifact_dir: Path               # the folder that is replaced at the end
+    folder: Path                     # the new folder being built (inside a dot-named container beside it)
+    old: dict                        # the old folder's manifest ({} where none)
+    manifest: manifest_mod.Manifest
+    ctx: StageContext
+    force: bool
+    log: callable
+    results: list[StageResult] = field(default_factory=list)
+
+
 def default_artifact_dir(source: ModelSource, options: ConvertOptions) -> Path:
     return artifacts_dir() / artifact_name(source.name, options, DEFAULT_OPSET)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def tree_size(path: Path) -> int:
@@ -78,6 +104,12 @@ def key_parts(stage, ctx: StageContext, inputs: dict) -> dict:
 
 def compute_key(stage, ctx: StageContext, inputs: dict) -> str:
     return stage_key(stage=stage.NAME, **key_parts(stage, ctx, inputs))
+
+
+def old_stage(old: dict, name: str) -> dict | None:
+    """The old manifest's entry of a finished stage, or None."""
+    entry = (old.get("stages") or {}).get(name)
+    return entry if isinstance(entry, dict) and entry.get("completed") else None
 
 
 def rebuild_reason(entry: dict | None, key: str, parts: dict, target: Path) -> str | None:
@@ -102,42 +134,23 @@ def rebuild_reason(entry: dict | None, key: str, parts: dict, target: Path) -> s
     return None
 
 
-def park(target: Path) -> Path | None:
-    """Move a finished output into a dot-named folder beside it; returns its new path (None if absent)."""
-    if not target.exists():
-        return None
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}{OLD_MARK}", dir=target.parent)) / target.name
-    os.replace(target, aside)
-    return aside
-
-
-def unpark(path: Path, entry: dict, key: str, target: Path) -> bool:
-    """Put a parked output back where its stage's key is unchanged and its bytes are as recorded."""
-    try:
-        if entry.get("key") != key or digest_of(file_hashes(path)) != entry.get("digest"):
-            return False
-        os.replace(path, target)
-        return True
-    except OSError:
-        return False
-
-
 class _NotTheSame(Exception):
     pass
 
 
-def reuse_from_sibling(stage, key: str, target: Path, log=log_stderr) -> dict | None:
-    """Copy a finished output with the same cache key from another folder beside this one (e.g. m-416 for
-    m-416-float16, whose first three stages are identical); verified by sha256 after the copy. Returns the
-    manifest entry, or None where no sibling has it."""
-    here = target.parent.resolve()
+def reuse_from_sibling(stage, key: str, artifact_dir: Path, target: Path, log=log_stderr) -> dict | None:
+    """Copy a finished output with the same cache key from another artifact folder beside ``artifact_dir`` (e.g.
+    m-416 for m-416-float16, whose first three stages are identical) to ``target``; verified by sha256 after the
+    copy. Dot-named folders (builds in progress, leftovers) are never used. Returns (manifest entry, sibling name)
+    or None where no sibling has it."""
+    here = Path(artifact_dir).resolve()
     for mf in sorted(here.parent.glob(f"*/{manifest_mod.FILENAME}")):
         other = mf.parent
-        if other.resolve() == here:
+        if other.name.startswith(".") or other.resolve() == here:
             continue
-        entry = (manifest_mod.load(other).get("stages") or {}).get(stage.NAME)
+        entry = old_stage(manifest_mod.load(other), stage.NAME)
         source = other / stage.OUTPUT
-        if not (isinstance(entry, dict) and entry.get("completed") and entry.get("key") == key and source.exists()):
+        if not (entry and entry.get("key") == key and source.exists()):
             continue
         try:
             with staged_output(target) as tmp:
@@ -150,13 +163,14 @@ def reuse_from_sibling(stage, key: str, target: Path, log=log_stderr) -> dict | 
         except (_NotTheSame, OSError):
             continue
         log(f"      same inputs as {other.name}/{stage.OUTPUT}: copied (sha256 checked)")
-        return {**entry, "reused_from": other.name}
+        return entry, other.name
     return None
 
 
 @contextmanager
 def artifact_lock(artifact_dir: Path, log=log_stderr):
-    """One conversion per artifact folder at a time (a dot-named lock file beside it; waits for the other)."""
+    """One writer per artifact folder at a time (a dot-named lock file beside it; waits for the other). Holding it,
+    repairs what an interrupted run left beside the folder (``staging.recover``) and in it (``atomic.sweep``)."""
     artifact_dir = Path(artifact_dir)
     artifact_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(artifact_dir.parent / f".{artifact_dir.name}.lock", "w") as f:
@@ -166,107 +180,211 @@ def artifact_lock(artifact_dir: Path, log=log_stderr):
             log(f"waiting for another conversion into {artifact_dir} to finish ...")
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
+            for note in staging.recover(artifact_dir):
+                log(note)
+            for name in sweep(artifact_dir):   # e.g. a promotion by `accept` cut off half-way
+                log(f"removed leftover of an interrupted run: {artifact_dir.name}/{name}")
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path, force: bool = False,
-               log=log_stderr, stages=STAGES) -> tuple[list[StageResult], manifest_mod.Manifest]:
-    artifact_dir = Path(artifact_dir)
-    created = not artifact_dir.exists()
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    for name in sweep(artifact_dir):
-        log(f"removed leftover of an interrupted run: {name}")
-    man = manifest_mod.Manifest(artifact_dir, [s.NAME for s in stages])
-    man.update(name=artifact_dir.name, model=source.name, options=options.as_dict(),
-               inputs=source.inputs_record(), signature=signature(source.cfg),
-               versions=manifest_mod.versions())
+# -- inputs, checked before anything is built ------------------------------------------------------------------
+
+def first_stage_cached(stages, source: ModelSource, options: ConvertOptions, artifact_dir: Path, old: dict,
+                       force: bool) -> bool:
+    """Whether the first stage's output in the old folder is still right for these inputs."""
+    if force or not stages:
+        return False
+    ctx = StageContext(source=source, options=options, artifact_dir=artifact_dir)
+    parts = key_parts(stages[0], ctx, source_inputs(source))
+    key = stage_key(stage=stages[0].NAME, **parts)
+    return rebuild_reason(old_stage(old, stages[0].NAME), key, parts, artifact_dir / stages[0].OUTPUT) is None
+
+
+def check_checkpoint(source: ModelSource, options: ConvertOptions, artifact_dir: Path, log=log_stderr) -> None:
+    """Load the checkpoint strictly into the model, as the ONNX stage will: a file that is empty, truncated, not
+    a PyTorch checkpoint or does not match the config (missing / unexpected / mis-shaped keys, other class count)
+    is refused here with ``error: <file>: ...``, before the artifact folder is touched."""
+    if source.checkpoint is None:
+        return   # seeded random weights: nothing to check
     ctx = StageContext(source=source, options=options, artifact_dir=artifact_dir, log=log)
-    results: list[StageResult] = []
-    inputs = {"config_sha256": source.config_sha256, "weights": source.weights_id}
-    parked: dict[str, tuple[Path, dict]] = {}   # later stages' outputs set aside while an earlier one rebuilds
-    reused_from = None
-    try:
-        for i, stage in enumerate(stages, 1):
-            target = artifact_dir / stage.OUTPUT
-            parts = key_parts(stage, ctx, inputs)
-            key = stage_key(stage=stage.NAME, **parts)
-            entry = man.stage(stage.NAME)
-            reason = "--force" if force else rebuild_reason(entry, key, parts, target)
-            if reason and not force and stage.NAME in parked:
-                path, old = parked.pop(stage.NAME)
-                restored = unpark(path, old, key, target)
-                remove(path.parent)
-                if restored:   # the rebuilt input came out byte-identical: this output is still right
-                    entry, reason = old, None
-                    man.complete_stage(stage.NAME, entry)
-                    man.save()
-                else:
-                    reason = "input changed"
-            cached = reason is None
-            log(f"[{i}/{len(stages)}] {stage.NAME} -> {stage.OUTPUT} " + ("(cached)" if cached else f"... ({reason})"))
-            if cached:
-                seconds = 0.0
-            else:
-                later_entries = {s.NAME: man.stage(s.NAME) for s in stages[i:]}
-                man.forget_from(stage.NAME)   # first the manifest stops claiming them ...
-                man.save()
-                for later in stages[i:]:      # ... then their outputs go aside (dot-named), kept in case
-                    if later_entries[later.NAME] and later.NAME not in parked:
-                        path = park(artifact_dir / later.OUTPUT)
-                        if path is not None:
-                            parked[later.NAME] = (path, later_entries[later.NAME])
-                for stale in stages[i - 1:]:  # nothing stale from here on may look finished
-                    remove(artifact_dir / stale.OUTPUT)
-                src = artifact_dir / stages[i - 2].OUTPUT if i > 1 else None
-                t0 = time.perf_counter()
-                entry = None if force else reuse_from_sibling(stage, key, target, log)
-                if entry is not None:
-                    reused_from = entry["reused_from"]
-                else:
-                    with staged_output(target) as tmp:
-                        extras = stage.convert(src, tmp, ctx) or {}
-                    hashes = file_hashes(target)
-                    entry = {"output": stage.OUTPUT, "key": key, "key_parts": parts, "inputs": inputs,
-                             "files": hashes, "digest": digest_of(hashes),
-                             "seconds": round(time.perf_counter() - t0, 3),
-                             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extras}
-                seconds = time.perf_counter() - t0
-                man.complete_stage(stage.NAME, entry)
-                man.save()
-                log(f"      done in {seconds:.1f} s")
-            ctx.extras[f"io_spec:{stage.NAME}"] = entry.get("io_spec")
-            results.append(StageResult(stage.NAME, stage.OUTPUT, tree_size(target), seconds, cached,
-                                       reused_from if not cached else None))
-            reused_from = None
-            inputs = {"input_digest": entry["digest"]}
-    except BaseException:
-        if created and not man.data.get("stages_completed"):
-            remove(artifact_dir)   # a failed first run leaves no folder behind
-        raise
-    finally:
-        for path, _ in parked.values():
-            remove(path.parent)
-    finish_manifest(man, results)
-    return results, man
+    stage_onnx.build_weighted_model(ctx)
 
 
-def finish_manifest(man: manifest_mod.Manifest, results: list[StageResult]) -> None:
+def check_folder(artifact_dir: Path) -> None:
+    """The folder to (re)build is new, empty or an artifact folder (it has a manifest): a run replaces the whole
+    folder, so it must not be, by a mistyped ``--out``, some other folder."""
+    if not artifact_dir.exists():
+        return
+    if not artifact_dir.is_dir():
+        raise UserError(f"{artifact_dir}: exists and is not a folder")
+    if (artifact_dir / manifest_mod.FILENAME).is_file():
+        return
+    if [p for p in artifact_dir.iterdir() if not is_leftover(p.name)]:
+        raise UserError(f"{artifact_dir}: not an artifact folder (no {manifest_mod.FILENAME}) and not empty: "
+                        f"give a new or empty folder")
+
+
+def source_inputs(source: ModelSource) -> dict:
+    return {"config_sha256": source.config_sha256, "weights": source.weights_id}
+
+
+# -- one stage -----------------------------------------------------------------------------------------------
+
+def place_stage(run: Build, index: int, stage, inputs: dict) -> dict:
+    """Put ``stage``'s output into the new folder (unchanged from the old folder, copied from a sibling, or built);
+    records it in the manifest and the results; returns its manifest entry."""
+    ctx, log, n = run.ctx, run.log, len(run.manifest.order)
+    parts = key_parts(stage, ctx, inputs)
+    key = stage_key(stage=stage.NAME, **parts)
+    entry = old_stage(run.old, stage.NAME)
+    reason = "--force" if run.force else rebuild_reason(entry, key, parts, run.artifact_dir / stage.OUTPUT)
+    log(f"[{index}/{n}] {stage.NAME} -> {stage.OUTPUT} " + ("(cached)" if reason is None else f"... ({reason})"))
+    target = run.folder / stage.OUTPUT
+    t0 = time.perf_counter()
+    if reason is None:   # still right: the same bytes go into the new folder (hard links)
+        link_or_copy(run.artifact_dir / stage.OUTPUT, target)
+        result = StageResult(stage.NAME, stage.OUTPUT, tree_size(target), 0.0, True, built=built_time(run.old, stage))
+    else:
+        entry, reused_from = build_stage(run, stage, key, parts, inputs, target)
+        seconds = time.perf_counter() - t0
+        log(f"      done in {seconds:.1f} s")
+        result = StageResult(stage.NAME, stage.OUTPUT, tree_size(target), seconds, False, reused_from, now())
+    run.manifest.complete_stage(stage.NAME, entry)
+    run.results.append(result)
+    ctx.extras[f"io_spec:{stage.NAME}"] = entry.get("io_spec")
+    return entry
+
+
+def build_stage(run: Build, stage, key: str, parts: dict, inputs: dict, target: Path) -> tuple[dict, str | None]:
+    """Copy the output from a sibling folder with the same key, else convert; returns (entry, sibling or None)."""
+    if not run.force:
+        found = reuse_from_sibling(stage, key, run.artifact_dir, target, run.log)
+        if found is not None:
+            return found
+    previous = run.results[-1].output if run.results else None
+    src = run.folder / previous if previous else None
+    extras = stage.convert(src, target, run.ctx) or {}
+    if not target.exists():
+        raise RuntimeError(f"stage {stage.NAME} wrote no {stage.OUTPUT}")
+    hashes = file_hashes(target)
+    return {"output": stage.OUTPUT, "key": key, "key_parts": parts, "inputs": inputs, "files": hashes,
+            "digest": digest_of(hashes), **extras}, None
+
+
+def built_time(old: dict, stage) -> str | None:
+    """When the old folder's output of ``stage`` was built (run block; older manifests kept it in the entry)."""
+    entry = (old.get("stages") or {}).get(stage.NAME) or {}
+    return ((old.get("run") or {}).get("stages") or {}).get(stage.NAME, {}).get("built") or entry.get("built")
+
+
+# -- reports and the manifest --------------------------------------------------------------------------------
+
+def same_stage_files(old: dict, man: manifest_mod.Manifest) -> bool:
+    """Whether the old folder was complete with exactly the stage files the new one has."""
+    new = man.data["stages"]
+    return bool(old.get("complete")) and all(
+        (old_stage(old, n) or {}).get("digest") == new[n].get("digest") for n in man.order)
+
+
+def carry_entries(run: Build, reports_valid: bool) -> list[str]:
+    """Put the old folder's other entries into the new one: the reports only where ``reports_valid`` (they
+    describe these very stage files), a user's own files always (leftovers of interrupted writes never).
+    Returns the reports left behind."""
+    outputs = {Path(s.OUTPUT).parts[0] for s in STAGES} | {r.output.split("/")[0] for r in run.results}
+    dropped = []
+    if not run.artifact_dir.is_dir():
+        return dropped
+    for entry in sorted(run.artifact_dir.iterdir()):
+        name = entry.name
+        if is_leftover(name) or name in outputs or name == manifest_mod.FILENAME:
+            continue
+        if name in REPORTS and not reports_valid:
+            dropped.append(name)
+            continue
+        link_or_copy(entry, run.folder / name)
+    return dropped
+
+
+def drop_reports(folder: Path) -> None:
+    for name in REPORTS:
+        remove(Path(folder) / name)
+
+
+def finish_manifest(man: manifest_mod.Manifest, results: list[StageResult], run_facts: dict) -> None:
     stages = man.data["stages"]
     onnx_entry = stages.get(stage_onnx.NAME, {})
     provenance = onnx_entry.get("weights") or {}
     files = {}
     for name in man.data.get("stages_completed", []):
         output = stages[name]["output"]
+        single = not (man.dir / output).is_dir()
         for rel, digest in stages[name]["files"].items():
-            files[output if rel == Path(output).name and not (man.dir / output).is_dir() else f"{output}/{rel}"] = digest
+            files[output if single and rel == Path(output).name else f"{output}/{rel}"] = digest
     man.update(weights=provenance.get("weights"), weights_provenance=provenance, files=files,
                patches={"torch": onnx_entry.get("patches", []),
                         "onnx": stages.get(stage_onnx_sim.NAME, {}).get("patches", [])},
-               last_run={"stages": {r.name: {"cached": r.cached, "reused_from": r.reused_from,
-                                             "seconds": round(r.seconds, 3)} for r in results}})
+               run={**run_facts, "stages": {r.name: {"cached": r.cached, "reused_from": r.reused_from,
+                                                     "seconds": round(r.seconds, 3), "built": r.built}
+                                            for r in results}})
     man.save()
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+
+def build_artifact(source: ModelSource, options: ConvertOptions, artifact_dir: Path, force: bool = False,
+                   log=log_stderr, stages=STAGES, post=None) -> tuple[list[StageResult], manifest_mod.Manifest, dict]:
+    """Build the artifact folder anew beside the old one and swap it in (module docstring).
+
+    ``post(folder) -> dict`` runs on the complete new folder before the swap (the audit and the validation).
+    Where it raises: with the same stage files as before the old folder stays as it is; with new stage files
+    these land without any report (the old reports describe other files, the new ones are incomplete).
+    Returns (stage results, manifest, what ``post`` returned).
+    """
+    artifact_dir = Path(artifact_dir)
+    for note in staging.recover(artifact_dir):
+        log(note)
+    check_folder(artifact_dir)
+    old = manifest_mod.load(artifact_dir)
+    if stages and stages[0] is stage_onnx and not first_stage_cached(stages, source, options, artifact_dir, old,
+                                                                      force):
+        check_checkpoint(source, options, artifact_dir, log)
+    started, t0 = now(), time.perf_counter()
+    with staging.build_folder(artifact_dir) as folder:
+        man = manifest_mod.Manifest(folder, [s.NAME for s in stages])
+        man.update(name=artifact_name(source.name, options, DEFAULT_OPSET), model=source.name,
+                   options=options.as_dict(), inputs=source.inputs_record(), signature=signature(source.cfg),
+                   versions=manifest_mod.versions())
+        run = Build(artifact_dir, folder, old, man,
+                    StageContext(source=source, options=options, artifact_dir=folder, log=log), force, log)
+        inputs = source_inputs(source)
+        for i, stage in enumerate(stages, 1):
+            inputs = {"input_digest": place_stage(run, i, stage, inputs)["digest"]}
+        unchanged = same_stage_files(old, man)
+        dropped = carry_entries(run, reports_valid=unchanged)
+        if dropped:
+            log(f"reports of the previous build not kept (they describe other stage files): {', '.join(dropped)}")
+        finish_manifest(man, run.results, {"folder": display_path(artifact_dir), "started": started,
+                                           "finished": now(), "seconds": round(time.perf_counter() - t0, 3)})
+        try:
+            hooks = post(folder) if post is not None else {}
+        except Exception:
+            if not unchanged:
+                drop_reports(folder)
+                staging.swap_into_place(folder, artifact_dir)
+                log(f"{artifact_dir}: the new stages are in place without reports (a check after them failed)")
+            raise
+        staging.swap_into_place(folder, artifact_dir)
+    man.dir = artifact_dir
+    return run.results, man, hooks
+
+
+def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path, force: bool = False,
+               log=log_stderr, stages=STAGES) -> tuple[list[StageResult], manifest_mod.Manifest]:
+    """Build the stages (no hooks); returns (stage results, manifest)."""
+    results, man, _ = build_artifact(source, options, artifact_dir, force, log, stages)
+    return results, man
 
 
 def optional_hook(module: str, function: str):
@@ -300,6 +418,15 @@ def run_hooks(artifact_dir: Path, source: ModelSource, audit: bool, validate: bo
     return done
 
 
+def check_validation_data(source: ModelSource, validate: bool, images=None, annotations=None) -> None:
+    """The validation's own inputs (images, annotations given by the user), checked before anything is built."""
+    if not validate or (images is None and annotations is None):
+        return
+    fn = optional_hook("validation.api", "check_data")
+    if fn is not None:
+        fn(source.cfg, images, annotations)
+
+
 def convert(source: ModelSource, options: ConvertOptions, out: Path | None = None, force: bool = False,
             audit: bool = True, validate: bool = True, images=None, annotations=None, log=log_stderr) -> RunResult:
     t0 = time.perf_counter()
@@ -307,10 +434,12 @@ def convert(source: ModelSource, options: ConvertOptions, out: Path | None = Non
     if source.checkpoint is None:
         log(f"WARNING: {source.name} has no checkpoint: weights: random (seed {source.seed}); detections are "
             f"meaningless, only the agreement between stages is")
-    with artifact_lock(artifact_dir, log):   # held through the checks too: they read what the stages wrote
-        results, man = run_stages(source, options, artifact_dir, force=force, log=log)
-        seconds = time.perf_counter() - t0
-        hooks = run_hooks(artifact_dir, source, audit, validate, images, annotations, log=log)
+    check_validation_data(source, validate, images, annotations)
+    post = functools.partial(run_hooks, source=source, audit=audit, validate=validate, images=images,
+                             annotations=annotations, log=log)
+    with artifact_lock(artifact_dir, log):
+        results, man, hooks = build_artifact(source, options, artifact_dir, force=force, log=log, post=post)
+    seconds = man.data["run"]["seconds"] if "run" in man.data else time.perf_counter() - t0
     return RunResult(artifact_dir, results, seconds, man.data, hooks)
 
 
@@ -318,7 +447,7 @@ def format_table(results: list[StageResult]) -> str:
     rows = [("stage", "output", "size", "seconds", "cached")]
     for r in results:
         rows.append((r.name, r.output, human_size(r.size), f"{r.seconds:.1f}", r.cached_label))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    widths = [max(len(x) for x in col) for col in zip(*rows)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

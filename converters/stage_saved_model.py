@@ -3,7 +3,8 @@
 ``--backend NAME`` selects ``converters/backend_NAME.py`` (``onnx_tf`` by default, ``onnx2tf``, ``tf_nhwc``), imported by name;
 each has ``to_saved_model(onnx_path, out_dir, cfg) -> io spec`` (see docs/ARCHITECTURE.md). The io spec says
 how the SavedModel's serving signature maps to the model signature (input name and layout, output keys); it goes
-into the manifest for the runners.
+into the manifest for the runners. Whatever the backend, the SavedModel is refused (``converters.tf_graph_hazards``)
+if it holds a graph pattern that aborts TensorFlow on some hosts.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from nanodet_ref.errors import UserError
 
 from .context import StageContext, output_names, project_files
+from .reproducible import canonical_fingerprint
 
 NAME = "saved_model"
 OUTPUT = "saved_model"
@@ -34,7 +36,9 @@ def backend_module(name: str):
 
 def code_files(ctx: StageContext) -> list[Path]:
     return project_files("converters/stage_saved_model.py", f"converters/backend_{ctx.options.backend}.py",
-                         "converters/tf_compat.py")
+                         f"converters/{ctx.options.backend}/**/*.py",   # a backend's package, where it has one
+                         "converters/tf_compat.py", "converters/tf_graph_hazards.py",
+                         "converters/reproducible.py")
 
 
 def key_options(ctx: StageContext) -> dict:
@@ -56,8 +60,11 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     mod = backend_module(ctx.options.backend)
     dst.mkdir(parents=True)
     from .tf_compat import RUNTIME_NOISE, filtered_stderr
-    with filtered_stderr(RUNTIME_NOISE):  # no-GPU probe lines of TF's C++ side, nothing about the conversion
+    from .tf_graph_hazards import refuse_hazards
+    with filtered_stderr(RUNTIME_NOISE, label=f"stage {NAME}"):  # TF's no-GPU probe lines: not about the model
         spec = mod.to_saved_model(Path(src), Path(dst), ctx.cfg)
     if not (dst / "saved_model.pb").is_file():
         raise RuntimeError(f"backend {ctx.options.backend} wrote no saved_model.pb")
+    canonical_fingerprint(dst)   # TF's random fingerprint uuid -> one derived from its hashes (reproducible bytes)
+    refuse_hazards(dst, f"stage {NAME}: backend {ctx.options.backend}")  # no graph of ours may abort a user's TF
     return {"backend": ctx.options.backend, "io_spec": check_io_spec(spec, ctx.cfg)}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .context import StageContext, project_files
 from .js_module import write_js_module
+from .reproducible import canonical_model_json
 
 CAST_NOTE = "was auto converted to the type int32"
 # onnx-tf guards Gather (opset >= 11) with an index-bounds Assert; TFJS has no Assert kernel, so the converter
@@ -30,7 +31,7 @@ PACKAGES = ("tensorflowjs", "tensorflow", "tensorflow-hub", "tf_keras")
 
 def code_files(ctx: StageContext) -> list[Path]:
     return project_files("converters/stage_tfjs.py", "converters/tf_compat.py", "converters/js_module.py",
-                         "js/nanodet.mjs")
+                         "js/nanodet.mjs", "converters/reproducible.py")
 
 
 def key_options(ctx: StageContext) -> dict:
@@ -65,7 +66,7 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
     chatter = io.StringIO()   # the converter prints one line per int64 weight it stores as int32
-    with contextlib.redirect_stdout(chatter), filtered_stderr(RUNTIME_NOISE):
+    with contextlib.redirect_stdout(chatter), filtered_stderr(RUNTIME_NOISE, label=f"stage {NAME}"):
         convert_tf_saved_model(str(src), str(dst), signature_def="serving_default", saved_model_tags="serve",
                                quantization_dtype_map=quantization_map(ctx.options.quantize),
                                strip_debug_ops=True)
@@ -79,6 +80,7 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     model_json = dst / "model.json"
     if not model_json.is_file():
         raise RuntimeError("tensorflowjs wrote no model.json")
+    canonical_model_json(model_json)   # node attributes in sorted order: reproducible bytes
     sm_spec = ctx.extras.get("io_spec:saved_model")
     if not sm_spec:
         raise RuntimeError("no SavedModel io spec to translate (stage saved_model did not record one)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -182,7 +183,8 @@ def test_identical_stages_are_copied_from_a_sibling_folder(tmp_path):
     assert log == ["three"]
     assert [r.reused_from for r in res] == ["m", "m", None]
     assert (tmp_path / "m-float16" / "two_dir" / "part.txt").read_text() == "hello!"
-    assert man.data["stages"]["one"]["reused_from"] == "m"
+    assert man.data["run"]["stages"]["one"]["reused_from"] == "m"   # a run fact: in the run block only
+    assert "reused_from" not in man.data["stages"]["one"]
 
     log.clear()   # a sibling whose output no longer matches its manifest is not trusted
     (tmp_path / "m" / "one.txt").write_text("tampered")
@@ -228,22 +230,32 @@ def test_real_stage_keys_follow_options_and_sources(tmp_path):
 
 # --- atomic writing -----------------------------------------------------------------------------------------------
 
-def test_failing_stage_leaves_nothing_finished_looking(tmp_path):
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (dot files included), by relative path."""
+    from converters.hashing import sha256_file
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_failing_stage_leaves_the_old_folder_as_it_was(tmp_path):
     art, log = tmp_path / "art", []
     pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet)
-    assert (art / "three.txt").exists()
+    (art / "report.md").write_text("overall: **PASS**\n")   # a report describing these stage files
+    before = folder_hashes(art)
 
     log.clear()   # new weights, and stage two dies half-way through writing its folder
     with pytest.raises(RuntimeError, match="boom"):
         pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(), art,
                             stages=toy_stages(log, "new", fail_second=True), log=quiet)
     assert log == ["one", "two"]
-    assert (art / "one.txt").read_text() == "new"
-    assert not (art / "two_dir").exists() and not (art / "three.txt").exists()   # no stale or partial output
-    assert sorted(p.name for p in art.iterdir()) == ["manifest.json", "one.txt"]   # no temp folders left
-    data = json.loads((art / "manifest.json").read_text())
-    assert data["stages_completed"] == ["one"] and data["complete"] is False
-    assert set(data["stages"]) == {"one"}
+    assert folder_hashes(art) == before                          # old stages, their manifest and report: intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]   # the abandoned build is gone
+
+    log.clear()   # the same inputs again, now working: the new stages replace the old ones, the report goes
+    res, man = pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(), art,
+                                   stages=toy_stages(log, "new"), log=quiet)
+    assert log == ["one", "two", "three"] and (art / "three.txt").read_text() == "NEW!"
+    assert sorted(p.name for p in art.iterdir()) == ["manifest.json", "one.txt", "three.txt", "two_dir"]
+    assert man.data["complete"] and man.data["stages_completed"] == ["one", "two", "three"]
 
 
 def test_failing_first_run_removes_the_folder(tmp_path):
@@ -257,6 +269,123 @@ def test_failing_first_run_removes_the_folder(tmp_path):
         pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art,
                             stages=(make_stage("one", "one.txt", explode),), log=quiet)
     assert not art.exists()
+
+
+def without_manifest(hashes: dict) -> dict:
+    return {k: v for k, v in hashes.items() if k != "manifest.json"}
+
+
+def plant_reports(art: Path) -> None:
+    """What the audit / validate / check leave in a folder (their content does not matter here), and a user file."""
+    (art / "report.md").write_text("- overall: **PASS**\n")
+    (art / "validations" / "other").mkdir(parents=True)
+    (art / "validations" / "other" / "validation.json").write_text('{"pass": true}\n')
+    (art / "notes.txt").write_text("my own notes\n")
+    (art / ".keep").write_text("")
+
+
+def test_reports_stay_only_with_the_stage_files_they_describe(tmp_path):
+    art, log = tmp_path / "art", []
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet)
+    plant_reports(art)
+    before = without_manifest(folder_hashes(art))
+
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet)
+    assert without_manifest(folder_hashes(art)) == before              # cached: the same stage files, reports stay
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet, force=True)
+    assert without_manifest(folder_hashes(art)) == before              # rebuilt byte-identical: they still hold
+
+    pipeline.run_stages(make_source(tmp_path, b"w2"), ConvertOptions(), art, stages=toy_stages(log, "new"),
+                        log=quiet)
+    assert (art / "three.txt").read_text() == "NEW!"
+    assert not (art / "report.md").exists() and not (art / "validations").exists()   # they described "hello"
+    assert (art / "notes.txt").read_text() == "my own notes\n"          # not ours: kept
+    assert (art / ".keep").exists()
+
+
+def test_a_folder_that_is_no_artifact_folder_is_refused_untouched(tmp_path):
+    """A run replaces the whole folder: --out naming some other, non-empty folder is refused (an empty one is fine)."""
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="not an artifact folder .* not empty"):
+        pipeline.run_stages(make_source(tmp_path), ConvertOptions(), other, stages=toy_stages([]), log=quiet)
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"] and [p.name for p in other.iterdir()] == ["holiday.jpg"]
+    (tmp_path / "empty").mkdir()
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), tmp_path / "empty", stages=toy_stages([]), log=quiet)
+    assert (tmp_path / "empty" / "three.txt").read_text() == "HELLO!"
+
+
+def test_a_failing_check_after_the_stages(tmp_path):
+    """The hooks (audit, validation) run in the new folder before it replaces the old one. Where one fails: with
+    the same stage files the old folder stays as it was; with new ones these land without any report."""
+    art, log = tmp_path / "art", []
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet)
+    plant_reports(art)
+    before = folder_hashes(art)
+
+    def crash(folder):
+        (folder / "validation.json").write_text('{"pass": true, "half": "written"}')
+        raise RuntimeError("validation crashed")
+
+    with pytest.raises(RuntimeError, match="validation crashed"):
+        pipeline.build_artifact(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet,
+                                post=crash)
+    assert folder_hashes(art) == before
+
+    def interrupted(folder):
+        (folder / "validation.json").write_text('{"pass": true, "half": "written"}')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):   # Ctrl-C during the checks of new stages: the old folder stays
+        pipeline.build_artifact(make_source(tmp_path, b"w2"), ConvertOptions(), art,
+                                stages=toy_stages(log, "new"), log=quiet, post=interrupted)
+    assert folder_hashes(art) == before
+
+    with pytest.raises(RuntimeError, match="validation crashed"):
+        pipeline.build_artifact(make_source(tmp_path, b"w2"), ConvertOptions(), art,
+                                stages=toy_stages(log, "new"), log=quiet, post=crash)
+    assert sorted(p.name for p in art.iterdir()) == [".keep", "manifest.json", "notes.txt", "one.txt",
+                                                     "three.txt", "two_dir"]
+    assert (art / "three.txt").read_text() == "NEW!"
+    data = json.loads((art / "manifest.json").read_text())
+    assert data["complete"] and data["stages"]["one"]["inputs"]["weights"] == "sha256:sha-w2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
+def test_dot_named_folders_are_never_siblings_to_copy_from(tmp_path):
+    log = []
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), tmp_path / "m", stages=toy_stages(log), log=quiet)
+    (tmp_path / "m").rename(tmp_path / ".m.build-leftover")   # e.g. what a killed run left, or a hidden copy
+    log.clear()
+    res, _ = pipeline.run_stages(make_source(tmp_path), ConvertOptions(quantize="float16"), tmp_path / "m-float16",
+                                 stages=toy_stages(log), log=quiet)
+    assert log == ["one", "two", "three"] and [r.reused_from for r in res] == [None, None, None]
+
+
+def test_a_swap_cut_off_between_its_two_renames_is_completed_by_the_next_run(tmp_path):
+    """A run killed after it moved the old folder aside and before it moved the new one in: the folder is absent,
+    the complete new build waits in the container; the next run puts it in place and finds every stage cached."""
+    from converters import staging
+
+    art, log = tmp_path / "art", []
+    pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log), log=quiet)
+    build = tmp_path / ".art.build-killed" / "art"
+    shutil.copytree(art, build)
+    staging.set_aside(build, art)          # the first half of staging.swap_into_place, then the process died
+    assert not art.exists()
+    notes, log = [], []
+    res, _ = pipeline.run_stages(make_source(tmp_path), ConvertOptions(), art, stages=toy_stages(log),
+                                 log=notes.append)
+    assert notes[0].startswith("completed the swap of an interrupted run")
+    assert log == [] and all(r.cached for r in res) and (art / "three.txt").read_text() == "HELLO!"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+    leftover = tmp_path / ".art.build-abandoned" / "art"   # a build killed before it was complete: removed
+    leftover.mkdir(parents=True)
+    (leftover / "one.txt").write_text("half")
+    assert staging.recover(art) == ["removed leftover of an interrupted run: .art.build-abandoned"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
 
 
 def test_staged_output_and_sweep(tmp_path):
@@ -340,8 +469,9 @@ def test_node_missing(tmp_path):
     out = tmp_path / "out"
     r = run_cli("--model", "m-416", "--out", str(out), env={"PATH": str(empty)})
     assert r.returncode == 2
-    assert r.stderr.strip() == ("error: node (Node.js) not found on PATH: install Node.js >= 18 "
-                                "(the TFJS checks run in Node)")
+    assert r.stderr.strip() == ("error: node (Node.js) not found on PATH: install Node.js >= 20.9 (validation and "
+                                "the int64 audit run the TFJS model in Node; --no-validate --no-audit converts "
+                                "without it)")
     assert not out.exists()
 
 
@@ -375,8 +505,8 @@ def test_end_to_end_m416_then_cached(converted):
     tfjs_spec = m["io_specs"]["tfjs"]
     assert tfjs_spec["input"]["layout"] == "NCHW" and sorted(tfjs_spec["outputs"]) == sorted(names)
     assert all(v.endswith(":0") for v in tfjs_spec["outputs"].values())
-    for stage in m["stages"].values():
-        assert stage["seconds"] > 0
+    for name in m["run"]["stages"]:   # run facts: in the run block, not the stage entries
+        assert "seconds" not in m["stages"][name] and "built" not in m["stages"][name]
     assert "[4/4] tfjs" in converted.stderr
 
     t0 = time.perf_counter()
@@ -384,7 +514,7 @@ def test_end_to_end_m416_then_cached(converted):
     warm = time.perf_counter() - t0
     assert r.returncode == 0, r.stderr[-3000:]
     m2 = json.loads((art / "manifest.json").read_text())
-    assert all(s["cached"] for s in m2["last_run"]["stages"].values()), m2["last_run"]
+    assert all(s["cached"] for s in m2["run"]["stages"].values()), m2["run"]
     assert r.stdout.count(" yes") == 4
     assert warm < 15, f"warm re-run took {warm:.1f} s (cold {converted.seconds:.1f} s)"
 
@@ -488,7 +618,7 @@ def test_filtered_stderr_drops_runtime_noise_of_children_and_keeps_the_rest(tmp_
     parent = tmp_path / "parent.py"
     parent.write_text("import subprocess, sys\n"
                       "from converters.tf_compat import RUNTIME_NOISE, filtered_stderr\n"
-                      "with filtered_stderr(RUNTIME_NOISE):\n"
+                      "with filtered_stderr(RUNTIME_NOISE, label='test block'):\n"
                       "    print('kept 1', file=sys.stderr)\n"
                       f"    subprocess.run([sys.executable, {str(child)!r}])\n"
                       "    print('I0000 single_machine.cc:374] Starting new session', file=sys.stderr)\n")

@@ -3,21 +3,29 @@
 ``validate_artifacts(artifact_dir, cfg, images=None, annotations=None)`` reads manifest.json for the stages'
 io specs and the weights provenance, rebuilds the reference with the same weights (checkpoint by sha256, or the
 seed), runs every stage present on the same tensors and writes ``validation.json``, ``report.md`` and
-``pictures/`` into the folder. ``validate_foreign`` does the same for a TFJS model the toolkit did not make.
+``pictures/`` into the folder: the accepted figures that ``check`` compares with. Ad-hoc validations (other
+images, a subset) go to ``validations/<name>/`` instead (``adhoc_name``); ``validate_foreign`` does the same for a
+TFJS model the toolkit did not make. Run facts (when, how long, where) live in the report's ``run`` block only.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
 
+from converters.sources import display_path
 from nanodet_ref.errors import UserError
 
 from . import artifacts as art
-from .dataset import load_batch, resolve_images
+from .dataset import check_annotation_coverage, load_batch, resolve_images
 from .evaluate import evaluate_stages, order_stages, tolerances
 from .report import console_table, write_report
 from .runners.tfjs_node import TfjsNodeRunner
+
+
+ADHOC_FOLDER = "validations"
+RUN_STAGE_FACTS = ("seconds", "runner")   # per stage: timings, not results; they go into the ``run`` block
 
 
 def _log_stderr(msg: str) -> None:
@@ -97,24 +105,64 @@ def _annotations(image_set, cfg):
     if len(ann.category_ids) < cfg.num_classes:
         raise UserError(f"{image_set.annotations}: {len(ann.category_ids)} categories but the model has "
                         f"{cfg.num_classes} classes")
-    if not any(ann.image_id(p.name) is not None for p in image_set.paths):
-        raise UserError(f"{image_set.annotations}: none of the {len(image_set.paths)} images is in this file")
+    check_annotation_coverage(image_set, ann)
     return ann
+
+
+def check_data(cfg, images=None, annotations=None) -> None:
+    """The images and annotations a validation would use are there and fit the model (UserError otherwise);
+    the converter calls this before it builds anything."""
+    _annotations(resolve_images(images, annotations), cfg)
+
+
+def select_files(image_set, files: list[str] | None):
+    """Only the images named in ``files`` (in that order): the accepted run's ``image_files``, so that a check
+    measures on exactly the images the accepted figures were measured on."""
+    if files is None:
+        return image_set
+    by_name = {p.name: p for p in image_set.paths}
+    missing = [f for f in files if f not in by_name]
+    if missing:
+        raise UserError(f"{len(missing)} image(s) of the accepted run are not in {image_set.source} "
+                        f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): give --images")
+    image_set.paths = [by_name[f] for f in files]
+    return image_set
+
+
+def data_record(images=None, annotations=None, limit: int | None = None) -> dict:
+    """How to select these images again (``check`` reads it): folders as display paths, None = the default."""
+    return {"images": display_path(Path(images)) if images is not None else None,
+            "annotations": display_path(Path(annotations)) if annotations is not None else None,
+            "limit": limit}
+
+
+def split_run_facts(stages: dict) -> dict:
+    """Take the per-stage run facts (seconds, the TFJS runner's timings) out of the stage entries; returns them."""
+    facts = {}
+    for name, entry in stages.items():
+        moved = {k: entry.pop(k) for k in RUN_STAGE_FACTS if k in entry}
+        if moved:
+            facts[name] = moved
+    return facts
 
 
 def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized: dict, images=None,
                    annotations=None, extra: dict | None = None, json_name: str = "validation.json",
                    md_name: str | None = "report.md", pictures: int = 3, limit: int | None = None,
-                   write: bool = True, log=_log_stderr) -> dict:
-    image_set = resolve_images(images, annotations, limit)
+                   write: bool = True, log=_log_stderr, only_files: list[str] | None = None) -> dict:
+    """Run the stages on the images, write the report into ``out_dir``; returns it. ``only_files``: just these
+    image names (see :func:`select_files`)."""
+    image_set = select_files(resolve_images(images, annotations, limit), only_files)
     ann = _annotations(image_set, cfg)
     batch = load_batch(image_set, cfg)
     shared_default = images is None and image_set.source.startswith("shared:")
     prov = getattr(reference, "provenance", {}) or {}
-    t0 = time.perf_counter()
+    whole_set = limit is None and only_files is None
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     stages, dets = evaluate_stages(cfg, batch, reference, stage_runners, ann, quantized,
-                                   reference_ap_applies=shared_default and annotations is None and limit is None
+                                   reference_ap_applies=shared_default and annotations is None and whole_set
                                    and prov.get("kind") == "checkpoint", log=log)
+    stage_facts = split_run_facts(stages)
     report = {
         "schema": 1,
         "model": cfg.name,
@@ -129,11 +177,11 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
         "pass": all(s.get("pass") for s in stages.values()),
         "passed": all(s.get("pass") for s in stages.values()),  # alias read by converters.cli
         "warnings": list(image_set.warnings),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seconds": round(time.perf_counter() - t0, 2),
+        "data": data_record(images, annotations, limit),
     }
     if extra:
         report.update(extra)
+    report["run"] = {"created": started, "seconds": round(time.perf_counter() - t0, 2), "stages": stage_facts}
     if write:
         write_report(Path(out_dir), report, dets, image_set.paths, cfg.class_names, json_name, md_name, pictures)
     log(console_table(report))
@@ -143,8 +191,11 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
 def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_backend: str = "wasm",
                        checkpoint=None, stages: list[str] | None = None, json_name: str = "validation.json",
                        md_name: str | None = "report.md", pictures: int = 3, limit: int | None = None,
-                       write: bool = True, log=_log_stderr) -> dict:
-    """Validate every stage found in ``artifact_dir``; returns the report dict (also written to the folder)."""
+                       write: bool = True, log=_log_stderr, out_dir=None, only_files: list[str] | None = None
+                       ) -> dict:
+    """Validate every stage found in ``artifact_dir``; returns the report dict, also written to ``out_dir``:
+    by default the artifact folder itself (the accepted figures: what the converter writes after a build); the
+    CLI's ``validate`` writes elsewhere (``adhoc_dir``)."""
     artifact_dir = Path(artifact_dir)
     if not artifact_dir.is_dir():
         raise UserError(f"{artifact_dir}: artifact folder not found (convert first)")
@@ -158,9 +209,39 @@ def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_ba
                         f"tfjs/model.json)")
     prov = art.weights_provenance(manifest)
     reference = reference_runner(cfg, prov, checkpoint)
-    extra = {"artifact": artifact_dir.name, "tfjs_backend": tfjs_backend if "tfjs" in runners else None}
-    return run_validation(artifact_dir, cfg, reference, runners, quantized, images, annotations, extra,
-                          json_name, md_name, pictures, limit, write, log)
+    extra = {"artifact": manifest.get("name") or artifact_dir.name,
+             "tfjs_backend": tfjs_backend if "tfjs" in runners else None,
+             "stage_digests": art.stage_digests(manifest, list(runners))}
+    return run_validation(Path(out_dir) if out_dir is not None else artifact_dir, cfg, reference, runners,
+                          quantized, images, annotations, extra, json_name, md_name, pictures, limit, write, log,
+                          only_files)
+
+
+def adhoc_name(images=None, annotations=None, limit: int | None = None, stages: list[str] | None = None,
+               tfjs_backend: str = "wasm") -> str:
+    """The folder name of an ad-hoc validation, after its data: ``default`` (the default images) or the images
+    folder's name (its parent's for a folder called ``images``), then ``-ann-<annotations stem>``,
+    ``-limit<N>``, ``-<stage>+<stage>``, ``-<tfjs backend>`` where not the defaults."""
+    if images is None:
+        parts = ["default"]
+    else:
+        path = Path(images).resolve()
+        base = path.stem if path.is_file() else path.name
+        parts = [f"{path.parent.name}-{base}" if base == "images" else base]
+    if annotations is not None:
+        parts.append(f"ann-{Path(annotations).stem}")
+    if limit:
+        parts.append(f"limit{limit}")
+    if stages:
+        parts.append("+".join(stages))
+    if tfjs_backend != "wasm":
+        parts.append(tfjs_backend)
+    return "-".join(re.sub(r"[^A-Za-z0-9._+]+", "_", p) for p in parts if p)
+
+
+def adhoc_dir(artifact_dir: Path, name: str) -> Path:
+    """Where an ad-hoc validation of ``artifact_dir`` goes: ``validations/<name>/`` inside it."""
+    return Path(artifact_dir) / ADHOC_FOLDER / name
 
 
 def validate_foreign(tfjs_dir, cfg, io_spec, out_dir, images=None, annotations=None, tfjs_backend: str = "wasm",

@@ -220,6 +220,17 @@ def recorded_hashes(manifest: dict) -> dict[str, dict[str, str]]:
     return out
 
 
+def stage_digests(manifest: dict, names) -> dict[str, str]:
+    """{stage: the manifest's digest of its output files} for the named stages that have one: what a validation
+    report records it measured, so a report can be matched to the stage files it describes."""
+    out = {}
+    for name in names:
+        digest = _stage_entry(manifest, name).get("digest")
+        if isinstance(digest, str):
+            out[name] = digest
+    return out
+
+
 def verify_hashes(artifact_dir: Path, manifest: dict) -> list[str]:
     """Problems found: '<stage>: <file> sha256 differs from manifest' / 'missing'."""
     problems = []

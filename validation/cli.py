@@ -1,8 +1,13 @@
-"""Command line: ``python -m validation.cli validate | check | foreign``.
+"""Command line: ``python -m validation.cli validate | accept | check | foreign``.
 
 validate  run every stage of an artifact folder against PyTorch; writes validation.json, report.md, pictures/
-check     CI regression check without re-conversion: manifest sha256 of every file, then a fresh validation
-          (written to check.json) compared with the accepted validation.json; exit 1 naming stage and metric
+          into ``validations/<name>/`` of the folder, named after the data (``default``, the images folder's
+          name, ``-limit<N>``, ...): the accepted figures at the top of the folder are never touched
+accept    make a validation (of the given data; default: the default images) the accepted figures: promotes its
+          ad-hoc result where it passed and measured the current stage files, else validates first
+check     CI regression check without re-conversion: manifest sha256 of every file, then a fresh validation on the
+          accepted run's images (written to check.json) compared with the accepted validation.json; exit 1 naming
+          stage and metric
 foreign   validate a TFJS model the toolkit did not make, given an io spec or a preset
 Exit codes: 0 pass, 1 validation failure or regression, 2 bad input (``error: <message>``).
 """
@@ -42,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="validate an artifact folder against PyTorch")
     _common(v)
     v.add_argument("--stages", help="comma-separated subset of onnx,onnx_sim,saved_model,tfjs")
+    a = sub.add_parser("accept", help="make a validation the accepted figures that check compares with")
+    _common(a)
     c = sub.add_parser("check", help="regression check of converted artifacts (no re-conversion)")
     _common(c)
     c.add_argument("--stages", help="check only these stages (comma-separated); file hashes are always verified")
@@ -96,30 +103,74 @@ def _failed(report: dict) -> list[str]:
 
 
 def cmd_validate(args) -> int:
-    from .api import validate_artifacts
+    from converters.pipeline import artifact_lock
+
+    from .api import adhoc_dir, adhoc_name, validate_artifacts
 
     cfg = _config(args)
     folder = artifact_folder(args, cfg)
-    report = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend, args.checkpoint,
-                                _stages(args.stages), limit=args.limit)
-    print(f"wrote {folder / 'validation.json'} and report.md", file=sys.stderr)
+    stages = _stages(args.stages)
+    out = adhoc_dir(folder, adhoc_name(args.images, args.annotations, args.limit, stages, args.tfjs_backend))
+    with artifact_lock(folder, _log):
+        report = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend, args.checkpoint,
+                                    stages, limit=args.limit, out_dir=out)
+    print(f"wrote {out / 'validation.json'} and report.md (the accepted figures, {folder / 'validation.json'}, "
+          f"are unchanged; `accept` with the same options makes these the accepted ones)", file=sys.stderr)
     if not report["pass"]:
         raise ValidationFailed("validation FAILED: " + "; ".join(_failed(report)[:6]))
     return 0
 
 
-def cmd_check(args) -> int:
+def cmd_accept(args) -> int:
+    from converters.pipeline import artifact_lock
+
     from . import artifacts as art
+    from .accept import describes_current_stages, promote, read_report
+    from .api import adhoc_dir, adhoc_name, validate_artifacts
+
+    cfg = _config(args)
+    folder = artifact_folder(args, cfg)
+    out = adhoc_dir(folder, adhoc_name(args.images, args.annotations, args.limit, None, args.tfjs_backend))
+    with artifact_lock(folder, _log):
+        manifest = art.read_manifest(folder)
+        report = read_report(out / "validation.json")
+        if report is not None and describes_current_stages(report, folder, manifest):
+            _log(f"[accept] {out.relative_to(folder)} measured the current stage files: promoting it")
+        else:
+            report = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend,
+                                        args.checkpoint, limit=args.limit, out_dir=out)
+        if not report["pass"]:
+            raise ValidationFailed(f"validation FAILED, not accepted ({folder / 'validation.json'} is unchanged): "
+                                   + "; ".join(_failed(report)[:6]))
+        accepted = promote(out, folder)
+    print(f"accepted: {accepted} (from {out.relative_to(folder)}, {report.get('images')} images)", file=sys.stderr)
+    return 0
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_check(args) -> int:
+    from converters.pipeline import artifact_lock
+
+    cfg = _config(args)
+    folder = artifact_folder(args, cfg)
+    with artifact_lock(folder, _log):
+        return _check(args, cfg, folder)
+
+
+def _check(args, cfg, folder: Path) -> int:
+    from . import artifacts as art
+    from .accept import accepted_data, describes_current_stages
     from .api import validate_artifacts
     from .evaluate import tolerances
     from .regression import compare_reports
 
-    cfg = _config(args)
-    folder = artifact_folder(args, cfg)
     accepted_path = folder / "validation.json"
     if not accepted_path.is_file():
-        raise UserError(f"{accepted_path}: no accepted figures (run `python -m validation.cli validate` or convert "
-                        f"with validation first)")
+        raise UserError(f"{accepted_path}: no accepted figures (convert with validation, or run "
+                        f"`python -m validation.cli accept`)")
     try:
         accepted = json.loads(accepted_path.read_text())
     except json.JSONDecodeError as exc:
@@ -131,8 +182,17 @@ def cmd_check(args) -> int:
     for p in hash_problems:
         print(f"[check] {p}", file=sys.stderr)
     only = _stages(args.stages)
-    current = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend, args.checkpoint,
-                                 only, json_name="check.json", md_name="check.md", pictures=0, limit=args.limit)
+    images, annotations, files, limit = args.images, args.annotations, None, args.limit
+    if images is None and annotations is None:   # the accepted run's own images: metrics stay comparable
+        images, annotations, files = accepted_data(accepted)
+        if files is not None:
+            files, limit = (files[:args.limit] if args.limit else files), None
+    if manifest and accepted.get("stage_digests") and not describes_current_stages(accepted, folder, manifest):
+        print(f"[check] note: {accepted_path.name} measured other stage files than the manifest lists "
+              f"(run `accept` to measure these)", file=sys.stderr)
+    current = validate_artifacts(folder, cfg, images, annotations, args.tfjs_backend, args.checkpoint,
+                                 only, json_name="check.json", md_name="check.md", pictures=0, limit=limit,
+                                 only_files=files)
     regressions, notes = compare_reports(accepted, current, tolerances(cfg)["raw_atol"],
                                          None if only is None else ["pytorch", *only])
     regressions = [f"manifest: {p}" for p in hash_problems if "absent" not in p] + regressions
@@ -193,7 +253,8 @@ def cmd_foreign(args) -> int:
 
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return {"validate": cmd_validate, "check": cmd_check, "foreign": cmd_foreign}[args.command](args)
+    return {"validate": cmd_validate, "accept": cmd_accept, "check": cmd_check,
+            "foreign": cmd_foreign}[args.command](args)
 
 
 def main(argv=None) -> int:
