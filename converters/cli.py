@@ -3,8 +3,9 @@
     python -m converters.cli convert --model m-416
     python -m converters.cli convert --config path/to/nanodet.yml --checkpoint model.ckpt --quantize float16
 
-Bad input (unknown model, missing/corrupt/mismatched checkpoint, unsupported opset, Node missing) prints
-``error: <one line>`` and exits 2, leaving no finished-looking artifact.
+Bad input (unknown model, missing/corrupt/mismatched checkpoint, unsupported opset, an input size the model cannot
+take, Node.js >= 20.9 missing where validation or the audit needs it) prints ``error: <one line>`` and exits 2,
+leaving no finished-looking artifact. A tool failure or a failed validation exits 1.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 
 from nanodet_ref.errors import UserError, run_main
 
+from .node_runtime import NODE_MINIMUM_TEXT, check_node_version
 from .options import BACKENDS, DEFAULT_BACKEND, PATCH_CHOICES, QUANTIZE_CHOICES, SUPPORTED_OPSETS
 
 
@@ -42,9 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def require_node() -> None:
-    if shutil.which("node") is None:
-        raise UserError("node (Node.js) not found on PATH: install Node.js >= 18 (the TFJS checks run in Node)")
+def require_node(args) -> None:
+    """Node.js >= 20.9 where a step of this run needs it: validation and the int64 audit run the TFJS model in
+    Node. Converting alone (``--no-validate --no-audit``) does not: the TFJS stage and its JS module are written
+    from Python."""
+    needs = [what for what, skipped in (("validation", args.no_validate), ("the int64 audit", args.no_audit))
+             if not skipped]
+    if not needs:
+        return
+    why = f"{' and '.join(needs)} run the TFJS model in Node; --no-validate --no-audit converts without it"
+    node = shutil.which("node")
+    if node is None:
+        raise UserError(f"node (Node.js) not found on PATH: install Node.js >= {NODE_MINIMUM_TEXT} ({why})")
+    check_node_version(node, why)
 
 
 def check_paths(args) -> None:
@@ -59,7 +71,7 @@ def check_paths(args) -> None:
 
 
 def cmd_convert(args) -> int:
-    require_node()
+    require_node(args)
     from .options import ConvertOptions
     from .pipeline import convert, format_table
     from .sources import resolve

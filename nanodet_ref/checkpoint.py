@@ -7,8 +7,9 @@ DDP's ``module.`` prefix. Always ``torch.load(weights_only=True)``: a pickle tha
 from __future__ import annotations
 
 import math
-import pickle
+import pickletools
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -18,31 +19,70 @@ from torch import nn
 from .config import Config, resolve_checkpoint
 from .errors import UserError
 from .paths import sha256_file
+from .safe_checkpoint import read_weights, weights_only_refused_archive
+from .training_keys import drop_training_only
 
 OPTIONAL_PREFIXES = ("head.gfl_reg.",)  # built by upstream, never used when share_cls_reg
 
 
+ZIP_MAGIC = b"PK\x03\x04"   # torch.save's default format is a zip archive
+LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."  # pickled magic number of old torch.save
+CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its model state_dict with prefixes removed."""
+    """Read a checkpoint file and return its model state_dict with prefixes removed.
+
+    Loaded with ``weights_only=True`` (nothing in the file can run). Whatever torch.load refuses becomes one
+    UserError line saying what the file is: refused pickled code, a truncated or corrupt checkpoint, or not a
+    PyTorch checkpoint at all. torch's own warnings while it reads (e.g. about the pickle protocol of a file that
+    is not a checkpoint) are not shown: the error line says it all.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint file not found")
+    refused_archive = False
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "Weights only load failed" in str(exc) or "GLOBAL" in str(exc) or "global" in str(exc):
-            raise UserError(f"{path}: refused: the file holds pickled code or objects that are not plain "
-                            f"tensors (loaded with weights_only=True)") from None
-        raise UserError(f"{path}: not a PyTorch checkpoint ({first[:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        if "central directory" in text or "failed finding" in text or isinstance(exc, EOFError):
-            raise UserError(f"{path}: truncated or corrupt checkpoint ({text[:120]})") from None
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({text[:120]})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises assorted types for garbage input
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({exc.__class__.__name__})") from None
+        if not weights_only_refused_archive(path, exc):
+            raise UserError(f"{path}: {unreadable_reason(path, exc)}") from None
+        refused_archive = True
+    if refused_archive:  # e.g. a training .ckpt with hyper-parameter objects: read its tensors only, run nothing
+        obj = read_weights(path)
     return extract_state_dict(obj, path)
+
+
+def unreadable_reason(path: Path, exc: Exception) -> str:
+    """What to tell the user about a file torch.load(weights_only=True) refused, judged from the file itself."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else exc.__class__.__name__
+    refused = ("refused: the file holds pickled code or objects that are not plain tensors "
+               "(loaded with weights_only=True)")
+    if "GLOBAL" in text:  # torch's weights-only unpickler met a class or function it does not allow
+        return refused
+    with open(path, "rb") as f:
+        head = f.read(len(LEGACY_MAGIC))
+    if head.startswith(ZIP_MAGIC) or head == LEGACY_MAGIC:
+        if isinstance(exc, (EOFError, zipfile.BadZipFile)) or "central directory" in text or "failed finding" in text:
+            return f"truncated or corrupt checkpoint ({first[:120]})"
+        return f"not a readable PyTorch checkpoint ({first[:120]})"
+    if _plain_pickle_names_code(path):  # e.g. pickle.dump at protocol 4, which torch stops reading early
+        return refused
+    return "not a PyTorch checkpoint (neither the zip archive nor the legacy format that torch.save writes)"
+
+
+def _plain_pickle_names_code(path: Path) -> bool:
+    """Whether the file starts with a whole pickle that names a class or function to call. Read with
+    pickletools, which only parses opcodes and never runs anything; random bytes or text are no whole pickle."""
+    try:
+        with open(path, "rb") as f:
+            ops = [op.name for op, _, _ in pickletools.genops(f)]
+    except Exception:  # not a whole pickle
+        return False
+    return bool(ops) and ops[-1] == "STOP" and bool(CODE_OPCODES.intersection(ops))
 
 
 def extract_state_dict(obj, path) -> dict[str, torch.Tensor]:
@@ -65,6 +105,7 @@ def extract_state_dict(obj, path) -> dict[str, torch.Tensor]:
 def check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], cfg: Config, path) -> None:
     """Strict load: every key present with the right shape, nothing unexpected (gfl_reg may be absent)."""
     expected = model.state_dict()
+    sd, _ = drop_training_only(sd, expected, path)
     cls_key = "head.gfl_cls.0.weight"
     if cls_key in sd and cls_key in expected and sd[cls_key].shape != expected[cls_key].shape:
         got, want = sd[cls_key].shape[0], expected[cls_key].shape[0]

@@ -17,8 +17,8 @@ from .errors import UserError
 from .paths import configs_dir, shared_dir
 
 BACKBONES = ("ShuffleNetV2", "CustomCspNet")
-FPNS = ("PAN",)
-HEADS = ("NanoDetHead",)
+FPNS = ("PAN", "GhostPAN")
+HEADS = ("NanoDetHead", "NanoDetPlusHead")
 
 DEFAULT_TOOLKIT: dict[str, Any] = {
     "weights": None,  # {"file": path relative to the shared folder or absolute, "sha256": hex}
@@ -62,9 +62,78 @@ class Config:
         return self.toolkit["decode"]
 
     def feature_sizes(self) -> list[tuple[int, int]]:
-        """(h, w) of each level's feature map, as the backbone computes them (ceil division)."""
+        """(h, w) of each level's feature map: ceil(size / stride), as the backbone computes them (every
+        stride-2 conv and max pool pads by (k - 1) / 2) and as upstream's heads compute their priors."""
         w, h = self.input_size
-        return [(-(-h // s), -(-w // s)) for s in self.strides]
+        return [(feature_size(h, s), feature_size(w, s)) for s in self.strides]
+
+
+def feature_size(size: int, stride: int) -> int:
+    """ceil(size / stride) in integers: the side of a feature map at ``stride`` for an input side ``size``."""
+    return -(-size // stride)
+
+
+def pan_takes(size: int, strides) -> bool:
+    """Whether the PAN neck can take an input side ``size``: it adds each level's x2-upsampled map to the next
+    finer one (and x0.5-downsampled maps the other way), so each level's side must be exactly twice the next
+    coarser one's (upstream resamples with ``scale_factor``, not to the finer map's size)."""
+    sides = [feature_size(size, s) for s in strides]
+    return all(fine == 2 * coarse for fine, coarse in zip(sides, sides[1:]))
+
+
+def pan_sizes_text(strides) -> str:
+    """The input sides the PAN takes, in words: residues modulo the coarsest stride (the pattern repeats with
+    that period when every stride is twice the one before)."""
+    period = max(strides)
+    ok = [r for r in range(period) if pan_takes(period + r, strides)]
+    runs: list[list[int]] = []
+    for r in ok:
+        if runs and runs[-1][-1] == r - 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    words = []
+    for run in runs:
+        if run == [0]:
+            words.append(f"multiples of {period}")
+        elif len(run) == 1:
+            words.append(f"{period}k+{run[0]}")
+        else:
+            words.append(f"{period}k+{run[0]} to {period}k+{run[-1]}")
+    return " or ".join(words)
+
+
+def nearest_pan_sizes(size: int, strides) -> list[int]:
+    """The closest sides below and above ``size`` that the PAN takes."""
+    below = next((n for n in range(size - 1, 0, -1) if pan_takes(n, strides)), None)
+    above = next(n for n in range(size + 1, size + 2 * max(strides) + 1) if pan_takes(n, strides))
+    return [n for n in (below, above) if n is not None]
+
+
+def check_input_size(size: tuple[int, int], strides, fpn: dict, where) -> None:
+    """UserError, on one line, where the neck cannot take ``data.val.input_size``; says which sizes work."""
+    name = fpn.get("name")
+    levels = fpn.get("in_channels")
+    extra = fpn.get("num_extra_level", 0) if name == "GhostPAN" else 0  # GhostPAN's levels beyond its inputs
+    extra = extra if isinstance(extra, int) and extra > 0 else 0
+    if isinstance(levels, (list, tuple)) and len(levels) + extra != len(strides):
+        raise UserError(f"{where}: model.arch.head.strides {list(strides)} has {len(strides)} levels but "
+                        f"model.arch.fpn.in_channels has {len(levels)}"
+                        f"{f' plus {extra} extra' if extra else ''}: one stride per feature map")
+    if any(fine * 2 != coarse for fine, coarse in zip(strides, strides[1:])):
+        raise UserError(f"{where}: model.arch.head.strides {list(strides)}: the {name} neck resamples by 2 "
+                        f"between levels, so each stride must be twice the one before (e.g. [8, 16, 32])")
+    strides = list(strides)[:len(strides) - extra]  # extra levels come from stride-2 convs, which take any size
+    bad = [(axis, n) for axis, n in zip(("width", "height"), size) if not pan_takes(n, strides)]
+    if not bad:
+        return
+    stride_text = "/".join(str(s) for s in strides)
+    gives = " and ".join(f"{axis} {n} gives {'/'.join(str(feature_size(n, s)) for s in strides)}"
+                         for axis, n in bad)
+    nearest = "; ".join(f"{axis} {' or '.join(str(v) for v in nearest_pan_sizes(n, strides))}" for axis, n in bad)
+    raise UserError(f"{where}: data.val.input_size {list(size)} does not fit the {name} neck: its feature maps "
+                    f"(ceil(size / stride) at strides {stride_text}) must each be twice the next coarser one, but "
+                    f"{gives}; sizes that work: {pan_sizes_text(strides)} (nearest: {nearest})")
 
 
 def _merge(defaults: dict, given: dict | None) -> dict:
@@ -142,6 +211,10 @@ def parse_config(raw: Any, path: Path | None = None, name: str = "model") -> Con
     if len(class_names) != num_classes:
         raise UserError(f"{where}: class_names has {len(class_names)} names but head.num_classes is {num_classes}")
     toolkit = _merge(DEFAULT_TOOLKIT, raw.get("toolkit"))
+    strides = head.get("strides", [8, 16, 32])
+    if not (isinstance(strides, (list, tuple)) and strides and all(isinstance(s, int) and s > 0 for s in strides)):
+        raise UserError(f"{where}: model.arch.head.strides must be a list of positive integers, got {strides!r}")
+    check_input_size((int(size[0]), int(size[1])), strides, fpn, where)
     return Config(
         name=name, path=path, raw=raw, backbone=backbone, fpn=fpn, head=head,
         input_size=(int(size[0]), int(size[1])), keep_ratio=bool(val.get("keep_ratio", True)),

@@ -1,10 +1,12 @@
-"""The whole detector: backbone -> PAN -> head, with the toolkit's fixed input/output signature.
+"""The whole detector: backbone -> neck (PAN, or NanoDet-Plus's GhostPAN) -> head, with the toolkit's fixed
+input/output signature.
 
 Signature (the same for every stage):
   input  ``input``  [1, 3, H, W] float32, BGR, normalised with the config's mean/std (NCHW)
-  outputs, per stride s in the config's strides (8, 16, 32):
-    ``cls_pred_stride_{s}``  [1, H/s * W/s, num_classes]   sigmoid class scores, row-major over the map
-    ``dis_pred_stride_{s}``  [1, H/s * W/s, 4 * (reg_max+1)] raw box-distribution logits (l, t, r, b bins)
+  outputs, per stride s in the config's strides (8, 16, 32; NanoDet-Plus adds 64):
+    ``cls_pred_stride_{s}``  [1, h_s * w_s, num_classes]   sigmoid class scores, row-major over the map
+    ``dis_pred_stride_{s}``  [1, h_s * w_s, 4 * (reg_max+1)] raw box-distribution logits (l, t, r, b bins)
+  where h_s, w_s = ceil(H / s), ceil(W / s) (``Config.feature_sizes``; the config refuses sizes the neck cannot take)
 """
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
+from .arch_registry import build_fpn, build_head
 from .config import Config
-from .head import build_head
-from .pan import build_fpn
 
 INPUT_NAME = "input"
 

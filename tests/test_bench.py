@@ -50,3 +50,36 @@ def test_kernel_table_puts_the_profiled_rows_side_by_side():
     assert f"| kernel | {bench.PROFILED} ms | peer (vladmandic) ms |" in text
     assert "| FusedConv2D | 53.00 | - |" in text and "| Transpose | - | 23.00 |" in text
     assert "| **all kernels** | **72.0** | **110.0** |" in text
+
+
+def test_a_failed_variant_fails_the_bench_and_says_why(shared, tmp_path, monkeypatch, capsys):
+    """A variant whose conversion fails (on a machine without Node the converter refuses at once: its audit runs
+    the TFJS model in Node): the bench still writes its table, marks the row, and exits 1 with the converter's
+    own error in its last line."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("NANODET_ARTIFACTS", str(tmp_path / "artifacts"))
+    code = bench.main(["--model", "m-416", "--only", "onnx-tf float32", "--images", "1",
+                       "--out", str(tmp_path / "bench")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1, err
+    converter_error = next(line for line in err if line.startswith("error: node"))
+    assert err[-1].startswith("error: 1 bench measurement(s) failed (marked in the table): onnx-tf float32: "
+                              "convert m-416 failed (exit 2): node (Node.js) not found on PATH"), err[-1]
+    assert converter_error[len("error: "):] in err[-1]
+    table = (tmp_path / "bench" / "m-416.md").read_text()
+    assert "| onnx-tf float32 | error: convert m-416 failed (exit 2): node (Node.js) not found" in table
+
+
+def test_a_child_that_dies_is_named_with_its_last_words(capsys):
+    """A converter killed by a signal (TensorFlow's abort) still leaves a reason: its signal and last line."""
+    import sys
+
+    child = "import os, sys; sys.stderr.write('F tensor_format.h:428] Check failed: index >= 0'); os.abort()"
+    code, tail = bench.run_streaming_stderr([sys.executable, "-c", child])
+    assert bench.exit_text(code) == "killed by SIGABRT"
+    assert bench.failure_line(tail) == "F tensor_format.h:428] Check failed: index >= 0"
+    assert "Check failed" in capsys.readouterr().err   # streamed through as it came
+    assert bench.failure_line(["progress", "error: node (Node.js) not found", ""]) == "node (Node.js) not found"
+    assert bench.failure_line([]) == "it printed nothing on stderr"

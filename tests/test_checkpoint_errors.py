@@ -67,7 +67,54 @@ def test_not_a_checkpoint(image, tmp_path):
     bad = tmp_path / "notes.pth"
     bad.write_text("these are my notes, not weights\n")
     code, lines = run_cli("detect", "--model", "m-320", "--checkpoint", str(bad), str(image))
-    assert_one_line_error(code, lines, "notes.pth", "not")
+    assert_one_line_error(code, lines, "notes.pth", "not a PyTorch checkpoint")
+
+
+def test_random_bytes_are_not_a_checkpoint_and_torch_warns_nothing(image, tmp_path):
+    """Random bytes that start like a protocol-4 pickle: torch.load warns about the protocol before it fails;
+    the user sees one line, and it does not call the bytes pickled code."""
+    import numpy as np
+
+    bad = tmp_path / "random.pth"
+    bad.write_bytes(b"\x80\x04" + np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    code, lines = run_cli("detect", "--model", "m-320", "--checkpoint", str(bad), str(image))
+    assert_one_line_error(code, lines, "random.pth", "not a PyTorch checkpoint")
+    assert len(lines) == 1, lines   # no torch warning before the error line
+    assert "pickled code" not in lines[0]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_random_bytes_are_not_a_checkpoint(tmp_path, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bad = tmp_path / "noise.pth"
+    bad.write_bytes(rng.integers(0, 256, int(rng.integers(1, 5000)), dtype=np.uint8).tobytes())
+    with pytest.raises(UserError, match="noise.pth: not a PyTorch checkpoint"):
+        read_state_dict(bad)
+
+
+class Plain:
+    """A class a pickle can name (module-level, so that pickle finds it)."""
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 2", "pickle protocol 4"])
+def test_a_pickled_class_is_still_refused(tmp_path, writer):
+    import pickle
+    import warnings
+
+    path = tmp_path / "classy.pth"
+    payload = {"state_dict": {"backbone.conv1.0.weight": Plain()}}
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f, protocol=int(writer[-1]))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError, match="classy.pth: refused: the file holds pickled code"):
+            read_state_dict(path)
+    assert not seen, [str(w.message) for w in seen]
 
 
 class _RunsCode:

@@ -17,23 +17,25 @@ Then the kernel split: the ``tf_nhwc float32`` model and the peer run a few infe
 target line on the share of our time the network's convolutions take (what bounds the speed-up).
 
 Writes ``artifacts/bench/<model>.md`` (the tables) and ``<model>.json`` (everything, with per-op-type counts and
-per-kernel times).
+per-kernel times). Exit code 1 when any row or measurement failed (the tables are still written; a failed row
+says why, and so does the last line, ``error: ...``), 2 on bad input.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
 
-from nanodet_ref.errors import UserError, run_main
+from nanodet_ref.errors import ReportedError, UserError, run_main
 from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir, shared_path
 
 PEER_DIR = ("reference", "vladmandic-nanodet-m")
@@ -57,6 +59,10 @@ PROFILED = "tf_nhwc float32"  # kernel-profiled next to the peer: where the time
 # an unfused conv is graph glue (tf_nhwc: the fixed depthwise kernel of the exact x2 upsampling)
 CONV_KERNELS = ("FusedConv2D", "FusedDepthwiseConv2D")
 BOOKKEEPING_OPS = {"Const", "Placeholder", "Identity", "NoOp"}
+
+
+class BenchFailed(ReportedError):
+    """A row or measurement of the bench failed: the tables are still written, the exit code is 1."""
 
 
 def log(msg: str) -> None:
@@ -99,6 +105,11 @@ def tfjs_io_spec(artifact: Path) -> dict:
 
 
 def convert_variant(model: str, backend: str, quantize: str | None) -> Path:
+    """Convert one variant (``--no-validate``) in a child process; its progress streams to our stderr.
+
+    RuntimeError where it fails, carrying the converter's own last ``error:`` line (or how the process died),
+    so that the bench row and the final summary say why without scrolling back.
+    """
     from converters.options import ConvertOptions, artifact_name
     name = artifact_name(model, ConvertOptions(backend=backend, quantize=quantize))
     cmd = [sys.executable, "-m", "converters.cli", "convert", "--model", model, "--no-validate"]
@@ -108,12 +119,45 @@ def convert_variant(model: str, backend: str, quantize: str | None) -> Path:
         cmd += ["--quantize", quantize]
     t0 = time.perf_counter()
     log(f"  {name}: converting (stages already built are reused; the converter's progress follows)")
-    # the converter's progress (stderr) goes straight to ours; its stage table (stdout) is not needed here
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"convert {name} failed (exit {proc.returncode}; its error is printed above)")
+    # the converter's progress (stderr) goes on to ours line by line; its stage table (stdout) is not needed here
+    code, tail = run_streaming_stderr(cmd)
+    if code != 0:
+        raise RuntimeError(f"convert {name} failed ({exit_text(code)}): {failure_line(tail)}")
     log(f"  {name}: ready ({time.perf_counter() - t0:.0f} s)")
     return artifacts_dir() / name
+
+
+def run_streaming_stderr(cmd: list[str], keep: int = 40) -> tuple[int, list[str]]:
+    """Run ``cmd`` from the project root, writing its stderr on to ours as it comes; returns (exit code, its last
+    ``keep`` stderr lines). Its stdout is dropped."""
+    tail: deque[str] = deque(maxlen=keep)
+    with subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          errors="replace") as proc:
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            tail.append(line.rstrip("\n"))
+        code = proc.wait()
+    return code, list(tail)
+
+
+def exit_text(code: int) -> str:
+    """``exit 2``, or ``killed by SIGABRT`` for a negative return code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def failure_line(tail: list[str]) -> str:
+    """The child's last ``error:`` line without the prefix, else its last non-empty line, else a note."""
+    errors = [line for line in tail if line.startswith("error:")]
+    if errors:
+        return errors[-1][len("error:"):].strip()
+    lines = [line.strip() for line in tail if line.strip()]
+    return lines[-1] if lines else "it printed nothing on stderr"
 
 
 # ---------------------------------------------------------------- data and AP
@@ -473,6 +517,7 @@ def run(args) -> int:
         guarded("peer (vladmandic)", peer, peer=True)
 
     # latency jobs by row label
+    failures = [f"{row['label']}: {row['error']}" for row in rows if row.get("error")]
     jobs = {}
     for row in rows:
         key = row.get("artifact") if not row.get("peer") else row["label"]
@@ -486,12 +531,14 @@ def run(args) -> int:
                     row["profile"] = kernel_profile(jobs[row["label"]], args.profile_runs)
                 except (UserError, RuntimeError) as exc:
                     log(f"  error: {exc}")
+                    failures.append(f"kernel profile of {row['label']}: {exc}")
     if jobs and args.rounds:
         log(f"- warm wasm latency, interleaved ({args.rounds} rounds x {args.per_round})")
         try:
             interleaved_wasm(rows, jobs, args.rounds)
         except (UserError, RuntimeError) as exc:
             log(f"  error: {exc} (medians stay those of the AP runs)")
+            failures.append(f"interleaved wasm latency: {exc}")
 
     out_dir = Path(args.out) if args.out else artifacts_dir() / "bench"
     wasm_meta = next((r["wasm"] for r in rows if r.get("wasm")), {})
@@ -510,6 +557,9 @@ def run(args) -> int:
         tmp.replace(out_dir / name)
     print(text)
     log(f"bench took {meta['seconds']} s; wrote {out_dir / (args.model + '.md')} and .json")
+    if failures:
+        raise BenchFailed(f"{len(failures)} bench measurement(s) failed (marked in the table): "
+                          + "; ".join(failures))
     return 0
 
 

@@ -72,6 +72,23 @@ def resolve_images(images=None, annotations=None, limit: int | None = None) -> I
     return result
 
 
+def check_annotation_coverage(images: ImageSet, annotations) -> None:
+    """Where the annotations (a ``CocoAnnotations``) cover only some of the images: one warning line on stderr,
+    kept in ``images.warnings`` for the report (AP is measured on the covered images only). None covered: the
+    AP would mean nothing, UserError."""
+    missing = [p.name for p in images.paths if annotations.image_id(p.name) is None]
+    if not missing:
+        return
+    total = len(images.paths)
+    if len(missing) == total:
+        raise UserError(f"{images.annotations}: none of the {total} images is in this file")
+    shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+    msg = (f"{images.annotations}: {len(missing)} of the {total} images are not in this annotations file "
+           f"({shown}); AP is measured on the other {total - len(missing)}")
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    images.warnings.append(msg)
+
+
 def load_batch(images: ImageSet, cfg) -> Batch:
     tensors, warps, hws = [], [], []
     for p in images.paths:

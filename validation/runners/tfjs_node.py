@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.node_runtime import NODE_MINIMUM_TEXT, check_node_version
 from nanodet_ref.errors import UserError
 from nanodet_ref.paths import PROJECT_ROOT
 
@@ -35,8 +36,9 @@ def node_executable() -> str:
         return given
     node = shutil.which("node")
     if not node:
-        raise UserError("node (Node.js >= 18) not found on PATH: install Node.js to run TFJS models "
+        raise UserError(f"node (Node.js >= {NODE_MINIMUM_TEXT}) not found on PATH: install Node.js to run TFJS models "
                         "(or set NANODET_NODE)")
+    check_node_version(node, "to run TFJS models")
     return node
 
 
