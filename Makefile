@@ -16,6 +16,7 @@ ARTIFACTS ?=
 LIMIT ?=
 STAGES ?=
 PATCHES ?=
+LOCALIZE ?=
 
 # Options passed through to the CLI only when set.
 opt = $(if $(strip $(2)),$(1) $(2))
@@ -33,7 +34,7 @@ all: convert
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# (this machine's pip config names local index folders that may be absent; its warnings are filtered out)
+	@# (a pip config may name local index folders that do not exist; pip's warning about each is filtered out)
 	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock 2>&1 \
 		| { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	@# the project's packages are imported from the work tree (a .pth file; no build step, no wheel package needed)
@@ -64,7 +65,8 @@ convert: venv js
 
 # An ad-hoc validation: written to artifacts/<name>/validations/<data>/, never over the accepted figures.
 validate: venv js
-	$(PY) -m validation.cli validate $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS)
+	$(PY) -m validation.cli validate $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS) \
+		$(if $(filter 1 yes true,$(LOCALIZE)),--localize)
 
 # The one step that changes the accepted figures (artifacts/<name>/validation.json) that `check` compares with.
 accept: venv js

@@ -2,6 +2,7 @@
 
 One module per stage (``stage_onnx``, ``stage_onnx_sim``, ``stage_saved_model``, ``stage_tfjs``), each with the
 same shape (input artifact + options -> output artifact + manifest entry); ``pipeline`` chains them with caching
-and atomic writes, ``manifest`` records what was made and how, ``cli`` is ``python -m converters.cli convert``.
+and atomic writes (``contracts.atomic``) into the manifest (``contracts.manifest``), ``cli`` is
+``python -m converters.cli convert``.
 Heavy libraries (torch, TensorFlow) are imported only inside the stage that needs them.
 """

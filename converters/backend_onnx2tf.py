@@ -29,7 +29,7 @@ TFJS model that runs, but as ``tf.split`` into C single-channel convs + concat (
 4x slower in TFJS wasm); ``-dsm`` (``disable_strict_mode``) does not change the layout decisions; ``-nuo`` only
 skips onnxsim, which the pipeline has already run; ``-ebu``/``-eatfp16`` concern MatMul/TFLite, absent here.
 
-``to_saved_model`` returns the io spec (docs/ARCHITECTURE.md): NHWC input, outputs by signature name.
+``to_saved_model`` returns the io spec (docs/architecture.md): NHWC input, outputs by signature name.
 """
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
 
 TOLERANCE = 1e-3  # max |diff| between onnxruntime and the SavedModel on one seeded input (float32: ~1e-5 seen)
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"

@@ -3,7 +3,7 @@
 ``to_saved_model(onnx_path, out_dir, cfg) -> io spec``. onnx-tf keeps the ONNX layout (NCHW input) and names the
 ``serving_default`` signature's input and outputs after the ONNX graph's, so the io spec is read back from the
 SavedModel's signature (``saved_model.pb``, parsed without loading the model). Needs the import substitutes of
-``converters.tf_compat``. Also a subprocess entry: ``python -m converters.backend_onnx_tf MODEL.onnx OUT_DIR``.
+``contracts.tf_environment``. Also a subprocess entry: ``python -m converters.backend_onnx_tf MODEL.onnx OUT_DIR``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def read_signature(saved_model_dir: Path, signature: str = SIGNATURE) -> dict:
 
 def io_spec_from_signature(saved_model_dir: Path, cfg, layout: str = "NCHW") -> dict:
     """Map the model signature onto the SavedModel's serving signature keys (they keep the ONNX names)."""
-    from .context import INPUT_NAME, output_names
+    from contracts.signature import INPUT_NAME, output_names
     sig = read_signature(saved_model_dir)
     if len(sig["inputs"]) != 1:
         raise RuntimeError(f"SavedModel signature has {len(sig['inputs'])} inputs, expected 1")
@@ -45,9 +45,9 @@ def io_spec_from_signature(saved_model_dir: Path, cfg, layout: str = "NCHW") -> 
 
 
 def to_saved_model(onnx_path: Path, out_dir: Path, cfg) -> dict:
-    from . import tf_compat
-    tf_compat.install()
-    tf_compat.import_tensorflow()
+    from contracts import tf_environment
+    tf_environment.install()
+    tf_environment.import_tensorflow()
     import onnx
     from onnx_tf.backend import prepare
 

@@ -14,9 +14,9 @@ import os
 import shutil
 import sys
 
-from nanodet_ref.errors import UserError, run_main
+from contracts.errors import UserError, run_main
+from contracts.node_runtime import NODE_MINIMUM_TEXT, check_node_version
 
-from .node_runtime import NODE_MINIMUM_TEXT, check_node_version
 from .options import BACKENDS, DEFAULT_BACKEND, PATCH_CHOICES, QUANTIZE_CHOICES, SUPPORTED_OPSETS
 
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("convert", help="PyTorch -> ONNX -> simplified ONNX -> SavedModel -> TFJS")
     which = c.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", metavar="NAME", help="a model in configs/ (m-416, m-320, g-416)")
+    which.add_argument("--model", metavar="NAME", help="a model in configs/ (m-416, m-320, g-416, plus-m-416, ...)")
     which.add_argument("--config", metavar="PATH", help="your own nanodet config (upstream YAML schema)")
     c.add_argument("--checkpoint", metavar="PATH", help="checkpoint (.pth/.ckpt); default: the config's")
     c.add_argument("--opset", default=None, metavar="N",
@@ -92,7 +92,7 @@ def cmd_convert(args) -> int:
         print(f"\nvalidation on {validation.get('images')} images ({validation.get('weights')}); "
               f"details: {result.artifact_dir}/report.md")
         print(console_table(validation))
-    if isinstance(validation, dict) and (validation.get("passed") is False or validation.get("ok") is False):
+    if isinstance(validation, dict) and validation.get("pass") is False:
         print(f"error: validation failed (see {result.artifact_dir}/report.md)", file=sys.stderr)
         return 1
     return 0

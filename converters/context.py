@@ -5,7 +5,7 @@ Every stage module has the same shape:
   ``code_files(ctx)`` (toolkit sources that shape its output; their hash enters the key),
   ``key_options(ctx)`` (the options that matter to it),
   ``convert(src, dst, ctx) -> dict`` (write ``dst`` from ``src``; return the manifest entry's extras, e.g.
-  ``io_spec`` or ``patches``).
+  ``io_spec`` (``contracts.io_spec.IoSpec.to_dict()``) or ``patches``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
 
 from .options import ConvertOptions
 from .sources import ModelSource
@@ -43,30 +43,3 @@ def project_files(*patterns: str) -> list[Path]:
         out.extend(p for p in PROJECT_ROOT.glob(pattern) if p.is_file())
     return sorted(set(out))
 
-
-INPUT_NAME = "input"  # == nanodet_ref.model.INPUT_NAME (that module imports torch; a test checks they agree)
-
-
-def output_names(strides) -> list[str]:
-    """== nanodet_ref.model.output_names, without importing torch (cached runs stay fast)."""
-    return [f"cls_pred_stride_{s}" for s in strides] + [f"dis_pred_stride_{s}" for s in strides]
-
-
-def signature(cfg) -> dict:
-    """The model's input/output contract, for the manifest."""
-    w, h = cfg.input_size
-    outputs = {}
-    for s, (fh, fw) in zip(cfg.strides, cfg.feature_sizes()):
-        outputs[f"cls_pred_stride_{s}"] = [1, fh * fw, cfg.num_classes]
-    for s, (fh, fw) in zip(cfg.strides, cfg.feature_sizes()):
-        outputs[f"dis_pred_stride_{s}"] = [1, fh * fw, 4 * (cfg.reg_max + 1)]
-    return {"input": {"name": INPUT_NAME, "shape": [1, 3, h, w], "dtype": "float32", "layout": "NCHW",
-                      "colour": "BGR", "mean": list(cfg.mean), "std": list(cfg.std)},
-            "outputs": outputs}
-
-
-def signature_io_spec(cfg) -> dict:
-    """The io spec of an artifact that has the model signature itself (ONNX stages)."""
-    w, h = cfg.input_size
-    return {"input": {"name": INPUT_NAME, "layout": "NCHW", "shape": [1, 3, h, w]},
-            "outputs": {n: n for n in output_names(cfg.strides)}}

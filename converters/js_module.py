@@ -8,15 +8,13 @@ decoder does. Why here: the constants live in the config and the io spec, which 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
-from validation.runners.base import IoSpec
-
-from .context import output_names  # torch-free twin of nanodet_ref.model.output_names
+from contracts.atomic import write_text
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec
+from contracts.paths import PROJECT_ROOT
+from contracts.signature import output_names
 
 TEMPLATE = PROJECT_ROOT / "js" / "nanodet.mjs"
 MODULE_NAME = "nanodet.mjs"
@@ -34,9 +32,9 @@ def model_file(tfjs_dir: Path) -> str:
     return found[0]
 
 
-def module_config(cfg, io_spec: dict, model_json: str = "model.json") -> dict:
-    """The constants the JS module needs, from the config and the artifact's io spec."""
-    spec = IoSpec.from_dict(io_spec, where="io spec", required_outputs=output_names(cfg.strides))
+def module_config(cfg, io_spec: IoSpec | dict, model_json: str = "model.json") -> dict:
+    """The constants the JS module needs, from the config and the artifact's io spec (or its JSON form)."""
+    spec = IoSpec.of(io_spec, where="io spec", required_outputs=output_names(cfg.strides))
     outputs = {}
     for sig in output_names(cfg.strides):
         target = spec.outputs[sig]
@@ -66,7 +64,7 @@ def module_config(cfg, io_spec: dict, model_json: str = "model.json") -> dict:
     }
 
 
-def render_js_module(cfg, io_spec: dict, model_json: str = "model.json") -> str:
+def render_js_module(cfg, io_spec: IoSpec | dict, model_json: str = "model.json") -> str:
     """The template with this model's constants filled in."""
     if not TEMPLATE.is_file():
         raise UserError(f"{TEMPLATE}: JS module template missing (broken checkout?)")
@@ -79,20 +77,12 @@ def render_js_module(cfg, io_spec: dict, model_json: str = "model.json") -> str:
     return text.replace(PLACEHOLDER, constants, 1)
 
 
-def write_js_module(tfjs_dir: Path, cfg, io_spec: dict) -> Path:
+def write_js_module(tfjs_dir: Path, cfg, io_spec: IoSpec | dict) -> Path:
     """Render ``nanodet.mjs`` into ``tfjs_dir`` (beside model.json) through a temp file + rename; returns its path."""
     tfjs_dir = Path(tfjs_dir)
     if not tfjs_dir.is_dir():
         raise UserError(f"{tfjs_dir}: TFJS artifact folder not found")
     text = render_js_module(cfg, io_spec, model_file(tfjs_dir))
     target = tfjs_dir / MODULE_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{MODULE_NAME}.tmp-", dir=tfjs_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(target, text)
     return target

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 
 DEFAULT_OPSET = 10
 SUPPORTED_OPSETS = range(10, 18)  # 10-17: what the TorchScript exporter + onnx-tf 1.10 handle

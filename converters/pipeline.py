@@ -24,14 +24,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
+from contracts.atomic import is_leftover, link_or_copy, remove, staged_output, sweep
+from contracts.errors import UserError
+from contracts.hashing import digest_of, file_hashes, source_hash, stage_key
+from contracts.manifest import FILENAME as MANIFEST, Manifest, ManifestWriter, package_version, versions
+from contracts.paths import PROJECT_ROOT, artifacts_dir
+from contracts.signature import signature
 
-from . import manifest as manifest_mod
 from . import stage_onnx, stage_onnx_sim, stage_saved_model, stage_tfjs, staging
-from .atomic import is_leftover, link_or_copy, remove, staged_output, sweep
-from .context import StageContext, log_stderr, signature
-from .hashing import digest_of, file_hashes, source_hash, stage_key
+from .context import StageContext, log_stderr
 from .options import DEFAULT_OPSET, ConvertOptions, artifact_name
 from .sources import ModelSource, display_path
 
@@ -73,8 +74,8 @@ class Build:
     """One run's state: where it builds, the old folder's manifest, what it decided so far."""
     artifact_dir: Path               # the folder that is replaced at the end
     folder: Path                     # the new folder being built (inside a dot-named container beside it)
-    old: dict                        # the old folder's manifest ({} where none)
-    manifest: manifest_mod.Manifest
+    old: Manifest                    # the old folder's manifest (empty where none)
+    manifest: ManifestWriter
     ctx: StageContext
     force: bool
     log: callable
@@ -98,18 +99,12 @@ def tree_size(path: Path) -> int:
 
 def key_parts(stage, ctx: StageContext, inputs: dict) -> dict:
     return {"inputs": inputs, "options": stage.key_options(ctx),
-            "versions": {p: manifest_mod.package_version(p) for p in stage.PACKAGES},
+            "versions": {p: package_version(p) for p in stage.PACKAGES},
             "code": source_hash(stage.code_files(ctx), PROJECT_ROOT)}
 
 
 def compute_key(stage, ctx: StageContext, inputs: dict) -> str:
     return stage_key(stage=stage.NAME, **key_parts(stage, ctx, inputs))
-
-
-def old_stage(old: dict, name: str) -> dict | None:
-    """The old manifest's entry of a finished stage, or None."""
-    entry = (old.get("stages") or {}).get(name)
-    return entry if isinstance(entry, dict) and entry.get("completed") else None
 
 
 def rebuild_reason(entry: dict | None, key: str, parts: dict, target: Path) -> str | None:
@@ -144,11 +139,11 @@ def reuse_from_sibling(stage, key: str, artifact_dir: Path, target: Path, log=lo
     copy. Dot-named folders (builds in progress, leftovers) are never used. Returns (manifest entry, sibling name)
     or None where no sibling has it."""
     here = Path(artifact_dir).resolve()
-    for mf in sorted(here.parent.glob(f"*/{manifest_mod.FILENAME}")):
+    for mf in sorted(here.parent.glob(f"*/{MANIFEST}")):
         other = mf.parent
         if other.name.startswith(".") or other.resolve() == here:
             continue
-        entry = old_stage(manifest_mod.load(other), stage.NAME)
+        entry = Manifest.load(other, strict=False).stage(stage.NAME)
         source = other / stage.OUTPUT
         if not (entry and entry.get("key") == key and source.exists()):
             continue
@@ -191,7 +186,7 @@ def artifact_lock(artifact_dir: Path, log=log_stderr):
 
 # -- inputs, checked before anything is built ------------------------------------------------------------------
 
-def first_stage_cached(stages, source: ModelSource, options: ConvertOptions, artifact_dir: Path, old: dict,
+def first_stage_cached(stages, source: ModelSource, options: ConvertOptions, artifact_dir: Path, old: Manifest,
                        force: bool) -> bool:
     """Whether the first stage's output in the old folder is still right for these inputs."""
     if force or not stages:
@@ -199,7 +194,7 @@ def first_stage_cached(stages, source: ModelSource, options: ConvertOptions, art
     ctx = StageContext(source=source, options=options, artifact_dir=artifact_dir)
     parts = key_parts(stages[0], ctx, source_inputs(source))
     key = stage_key(stage=stages[0].NAME, **parts)
-    return rebuild_reason(old_stage(old, stages[0].NAME), key, parts, artifact_dir / stages[0].OUTPUT) is None
+    return rebuild_reason(old.stage(stages[0].NAME), key, parts, artifact_dir / stages[0].OUTPUT) is None
 
 
 def check_checkpoint(source: ModelSource, options: ConvertOptions, artifact_dir: Path, log=log_stderr) -> None:
@@ -219,10 +214,10 @@ def check_folder(artifact_dir: Path) -> None:
         return
     if not artifact_dir.is_dir():
         raise UserError(f"{artifact_dir}: exists and is not a folder")
-    if (artifact_dir / manifest_mod.FILENAME).is_file():
+    if (artifact_dir / MANIFEST).is_file():
         return
     if [p for p in artifact_dir.iterdir() if not is_leftover(p.name)]:
-        raise UserError(f"{artifact_dir}: not an artifact folder (no {manifest_mod.FILENAME}) and not empty: "
+        raise UserError(f"{artifact_dir}: not an artifact folder (no {MANIFEST}) and not empty: "
                         f"give a new or empty folder")
 
 
@@ -238,14 +233,15 @@ def place_stage(run: Build, index: int, stage, inputs: dict) -> dict:
     ctx, log, n = run.ctx, run.log, len(run.manifest.order)
     parts = key_parts(stage, ctx, inputs)
     key = stage_key(stage=stage.NAME, **parts)
-    entry = old_stage(run.old, stage.NAME)
+    entry = run.old.stage(stage.NAME)
     reason = "--force" if run.force else rebuild_reason(entry, key, parts, run.artifact_dir / stage.OUTPUT)
     log(f"[{index}/{n}] {stage.NAME} -> {stage.OUTPUT} " + ("(cached)" if reason is None else f"... ({reason})"))
     target = run.folder / stage.OUTPUT
     t0 = time.perf_counter()
     if reason is None:   # still right: the same bytes go into the new folder (hard links)
         link_or_copy(run.artifact_dir / stage.OUTPUT, target)
-        result = StageResult(stage.NAME, stage.OUTPUT, tree_size(target), 0.0, True, built=built_time(run.old, stage))
+        result = StageResult(stage.NAME, stage.OUTPUT, tree_size(target), 0.0, True,
+                             built=run.old.built_time(stage.NAME))
     else:
         entry, reused_from = build_stage(run, stage, key, parts, inputs, target)
         seconds = time.perf_counter() - t0
@@ -273,19 +269,11 @@ def build_stage(run: Build, stage, key: str, parts: dict, inputs: dict, target: 
             "digest": digest_of(hashes), **extras}, None
 
 
-def built_time(old: dict, stage) -> str | None:
-    """When the old folder's output of ``stage`` was built (run block; older manifests kept it in the entry)."""
-    entry = (old.get("stages") or {}).get(stage.NAME) or {}
-    return ((old.get("run") or {}).get("stages") or {}).get(stage.NAME, {}).get("built") or entry.get("built")
-
-
 # -- reports and the manifest --------------------------------------------------------------------------------
 
-def same_stage_files(old: dict, man: manifest_mod.Manifest) -> bool:
+def same_stage_files(old: Manifest, man: ManifestWriter) -> bool:
     """Whether the old folder was complete with exactly the stage files the new one has."""
-    new = man.data["stages"]
-    return bool(old.get("complete")) and all(
-        (old_stage(old, n) or {}).get("digest") == new[n].get("digest") for n in man.order)
+    return old.complete and all(old.stage_digest(n) == man.stage_digest(n) for n in man.order)
 
 
 def carry_entries(run: Build, reports_valid: bool) -> list[str]:
@@ -298,7 +286,7 @@ def carry_entries(run: Build, reports_valid: bool) -> list[str]:
         return dropped
     for entry in sorted(run.artifact_dir.iterdir()):
         name = entry.name
-        if is_leftover(name) or name in outputs or name == manifest_mod.FILENAME:
+        if is_leftover(name) or name in outputs or name == MANIFEST:
             continue
         if name in REPORTS and not reports_valid:
             dropped.append(name)
@@ -312,7 +300,7 @@ def drop_reports(folder: Path) -> None:
         remove(Path(folder) / name)
 
 
-def finish_manifest(man: manifest_mod.Manifest, results: list[StageResult], run_facts: dict) -> None:
+def finish_manifest(man: ManifestWriter, results: list[StageResult], run_facts: dict) -> None:
     stages = man.data["stages"]
     onnx_entry = stages.get(stage_onnx.NAME, {})
     provenance = onnx_entry.get("weights") or {}
@@ -334,7 +322,7 @@ def finish_manifest(man: manifest_mod.Manifest, results: list[StageResult], run_
 # -- the run -------------------------------------------------------------------------------------------------
 
 def build_artifact(source: ModelSource, options: ConvertOptions, artifact_dir: Path, force: bool = False,
-                   log=log_stderr, stages=STAGES, post=None) -> tuple[list[StageResult], manifest_mod.Manifest, dict]:
+                   log=log_stderr, stages=STAGES, post=None) -> tuple[list[StageResult], ManifestWriter, dict]:
     """Build the artifact folder anew beside the old one and swap it in (module docstring).
 
     ``post(folder) -> dict`` runs on the complete new folder before the swap (the audit and the validation).
@@ -346,16 +334,16 @@ def build_artifact(source: ModelSource, options: ConvertOptions, artifact_dir: P
     for note in staging.recover(artifact_dir):
         log(note)
     check_folder(artifact_dir)
-    old = manifest_mod.load(artifact_dir)
+    old = Manifest.load(artifact_dir, strict=False)
     if stages and stages[0] is stage_onnx and not first_stage_cached(stages, source, options, artifact_dir, old,
                                                                       force):
         check_checkpoint(source, options, artifact_dir, log)
     started, t0 = now(), time.perf_counter()
     with staging.build_folder(artifact_dir) as folder:
-        man = manifest_mod.Manifest(folder, [s.NAME for s in stages])
+        man = ManifestWriter(folder, [s.NAME for s in stages])
         man.update(name=artifact_name(source.name, options, DEFAULT_OPSET), model=source.name,
                    options=options.as_dict(), inputs=source.inputs_record(), signature=signature(source.cfg),
-                   versions=manifest_mod.versions())
+                   versions=versions())
         run = Build(artifact_dir, folder, old, man,
                     StageContext(source=source, options=options, artifact_dir=folder, log=log), force, log)
         inputs = source_inputs(source)
@@ -381,7 +369,7 @@ def build_artifact(source: ModelSource, options: ConvertOptions, artifact_dir: P
 
 
 def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path, force: bool = False,
-               log=log_stderr, stages=STAGES) -> tuple[list[StageResult], manifest_mod.Manifest]:
+               log=log_stderr, stages=STAGES) -> tuple[list[StageResult], ManifestWriter]:
     """Build the stages (no hooks); returns (stage results, manifest)."""
     results, man, _ = build_artifact(source, options, artifact_dir, force, log, stages)
     return results, man

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from contracts.atomic import write_bytes
 
 FINGERPRINT = "fingerprint.pb"
 
@@ -43,7 +43,7 @@ def canonical_fingerprint(saved_model_dir: Path) -> bool:
     fingerprint = fingerprint_pb2.FingerprintDef()
     fingerprint.ParseFromString(path.read_bytes())
     fingerprint.uuid = fingerprint_uuid(fingerprint)
-    _write_bytes(path, fingerprint.SerializeToString(deterministic=True))
+    write_bytes(path, fingerprint.SerializeToString(deterministic=True))
     return True
 
 
@@ -67,16 +67,5 @@ def canonical_model_json(model_json: Path) -> None:
     """Rewrite a TFJS ``model.json`` with every node's attributes in sorted order (module docstring)."""
     path = Path(model_json)
     data = json.loads(path.read_text())
-    _write_bytes(path, json.dumps(sorted_attrs(data)).encode())   # json.dump's default format, as tensorflowjs
+    write_bytes(path, json.dumps(sorted_attrs(data)).encode())   # json.dump's default format, as tensorflowjs
 
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,11 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts.errors import UserError
+from contracts.hashing import sha256_file
+from contracts.paths import PROJECT_ROOT, shared_dir
 from nanodet_ref.config import Config, load_config, resolve_checkpoint
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT, shared_dir
-
-from .hashing import sha256_file
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Stage 1, PyTorch -> ONNX (``model.onnx``): build the reference model, load the weights, export.
 
 Uses the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``; opset 10 by default, 11-17 on request).
-Input ``input`` [1, 3, H, W] (fixed shape), outputs named by ``nanodet_ref.model.output_names``. Before export
+Input ``input`` [1, 3, H, W] (fixed shape), outputs named by ``contracts.signature.output_names``. Before export
 the torch-level patches registered in ``patches.TORCH_PATCHES`` are applied, in order, to a deep copy of the
 model (the reference model is never changed); ``--patches none`` skips them. The manifest records which ran and
 where the weights came from.
@@ -12,7 +12,9 @@ import copy
 import warnings
 from pathlib import Path
 
-from .context import StageContext, project_files, signature_io_spec
+from contracts.signature import INPUT_NAME, output_names, signature_io_spec
+
+from .context import StageContext, project_files
 
 NAME = "onnx"
 OUTPUT = "model.onnx"
@@ -20,7 +22,8 @@ PACKAGES = ("torch", "onnx")
 
 
 def code_files(ctx: StageContext) -> list[Path]:
-    return project_files("nanodet_ref/*.py", "patches/*.py", "converters/stage_onnx.py")
+    return project_files("nanodet_ref/*.py", "patches/*.py", "converters/stage_onnx.py", "contracts/signature.py",
+                         "contracts/io_spec.py")
 
 
 def key_options(ctx: StageContext) -> dict:
@@ -49,7 +52,6 @@ def build_weighted_model(ctx: StageContext):
 
 def convert(src, dst: Path, ctx: StageContext) -> dict:
     import torch
-    from nanodet_ref.model import INPUT_NAME, output_names
 
     model, provenance = build_weighted_model(ctx)
     export_model = copy.deepcopy(model)
@@ -74,4 +76,5 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
         torch.onnx.export(export_model, (example,), str(dst), input_names=[INPUT_NAME],
                           output_names=output_names(ctx.cfg.strides), opset_version=ctx.options.opset,
                           do_constant_folding=True, dynamo=False)
-    return {"weights": provenance, "patches": ran, "patch_reports": reports, "io_spec": signature_io_spec(ctx.cfg)}
+    return {"weights": provenance, "patches": ran, "patch_reports": reports,
+            "io_spec": signature_io_spec(ctx.cfg).to_dict()}

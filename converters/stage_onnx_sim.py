@@ -11,7 +11,9 @@ import io
 
 from pathlib import Path
 
-from .context import StageContext, project_files, signature_io_spec
+from contracts.signature import signature_io_spec
+
+from .context import StageContext, project_files
 
 NAME = "onnx_sim"
 OUTPUT = "model.sim.onnx"
@@ -19,7 +21,8 @@ PACKAGES = ("onnx", "onnxsim", "onnxruntime")
 
 
 def code_files(ctx: StageContext) -> list[Path]:
-    return project_files("patches/*.py", "converters/stage_onnx_sim.py")
+    return project_files("patches/*.py", "converters/stage_onnx_sim.py", "contracts/signature.py",
+                         "contracts/io_spec.py")
 
 
 def key_options(ctx: StageContext) -> dict:
@@ -51,4 +54,4 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     onnx.save(simplified, str(dst))
     return {"patches": list(reports), "patch_reports": reports,
             "nodes": {"before": len(model.graph.node), "after": len(simplified.graph.node)},
-            "io_spec": signature_io_spec(ctx.cfg)}
+            "io_spec": signature_io_spec(ctx.cfg).to_dict()}

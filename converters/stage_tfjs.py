@@ -2,7 +2,7 @@
 
 float32 by default; ``--quantize float16|uint8`` stores every weight in that type (TFJS dequantises at load).
 Debug ops (``Assert`` from onnx-tf's Gather at opset >= 11) are stripped: TFJS has no kernel for them.
-Runs in-process through ``converters.tf_compat.import_tensorflowjs`` (the same converter also runs as a
+Runs in-process through ``contracts.tf_environment.import_tensorflowjs`` (the same converter also runs as a
 subprocess: ``python -m converters.tfjs_entry``). The TFJS io spec is read from ``model.json``'s ``signature``:
 the input tensor name and layout, and for each model-signature output the TFJS output tensor name
 (e.g. ``Identity:0``) that the SavedModel's serving key became.
@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
+
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec, io_spec_from_tfjs_signature
+from contracts.signature import output_names, output_shapes
 
 from .context import StageContext, project_files
 from .js_module import write_js_module
@@ -30,8 +33,9 @@ PACKAGES = ("tensorflowjs", "tensorflow", "tensorflow-hub", "tf_keras")
 
 
 def code_files(ctx: StageContext) -> list[Path]:
-    return project_files("converters/stage_tfjs.py", "converters/tf_compat.py", "converters/js_module.py",
-                         "js/nanodet.mjs", "converters/reproducible.py")
+    return project_files("converters/stage_tfjs.py", "contracts/tf_environment.py", "contracts/io_spec.py",
+                         "contracts/signature.py", "converters/js_module.py", "js/nanodet.mjs",
+                         "converters/reproducible.py")
 
 
 def key_options(ctx: StageContext) -> dict:
@@ -42,26 +46,19 @@ def quantization_map(quantize: str | None):
     return {quantize: True} if quantize else None   # True: every weight falls through to this dtype
 
 
-def tfjs_io_spec(model_json: Path, saved_model_spec: dict) -> dict:
-    """Translate the SavedModel io spec into TFJS tensor names using model.json's signature."""
-    sig = json.loads(Path(model_json).read_text()).get("signature") or {}
-    ins, outs = sig.get("inputs") or {}, sig.get("outputs") or {}
-    if len(ins) != 1:
-        raise RuntimeError(f"{model_json}: signature has {len(ins)} inputs, expected 1")
-    in_key, in_info = next(iter(ins.items()))
-    outputs = {}
-    for name, sm_key in saved_model_spec["outputs"].items():
-        if sm_key not in outs:
-            raise RuntimeError(f"{model_json}: signature has no output '{sm_key}' (has {sorted(outs)})")
-        outputs[name] = outs[sm_key]["name"]
-    shape = [int(d.get("size", -1)) for d in (in_info.get("tensorShape") or {}).get("dim", [])]
-    return {"input": {"name": in_info["name"], "signature_key": in_key,
-                      "layout": saved_model_spec["input"]["layout"], "shape": shape},
-            "outputs": outputs}
+def tfjs_io_spec(model_json: Path, saved_model_spec: dict, cfg) -> IoSpec:
+    """The SavedModel io spec in TFJS tensor names, read from model.json's signature (a signature that does not
+    say them is the converter's fault, not the user's: RuntimeError)."""
+    try:
+        saved_model = IoSpec.from_dict(saved_model_spec, "SavedModel io spec", output_names(cfg.strides))
+        return io_spec_from_tfjs_signature(model_json, output_shapes(cfg), saved_model)
+    except UserError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
-    from .tf_compat import RUNTIME_NOISE, filtered_stderr, import_tensorflowjs
+    from contracts.stderr_filter import filtered_stderr
+    from contracts.tf_environment import RUNTIME_NOISE, import_tensorflowjs
     import_tensorflowjs()
     from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
@@ -84,13 +81,13 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     sm_spec = ctx.extras.get("io_spec:saved_model")
     if not sm_spec:
         raise RuntimeError("no SavedModel io spec to translate (stage saved_model did not record one)")
-    io_spec = tfjs_io_spec(model_json, sm_spec)
+    io_spec = tfjs_io_spec(model_json, sm_spec, ctx.cfg)
     write_js_module(dst, ctx.cfg, io_spec)  # nanodet.mjs: the JS detection module shipped beside model.json
     asserts = count_ops(src, DEBUG_OPS)
     if asserts:
         ctx.log(f"      stripped {asserts} debug op(s) {'/'.join(DEBUG_OPS)} (TFJS has no kernel for them)")
-    return {"quantize": ctx.options.quantize or "float32", "io_spec": io_spec, "int64_weights_as_int32": len(cast),
-            "debug_ops_stripped": asserts}
+    return {"quantize": ctx.options.quantize or "float32", "io_spec": io_spec.to_dict(),
+            "int64_weights_as_int32": len(cast), "debug_ops_stripped": asserts}
 
 
 def count_ops(saved_model_dir: Path, op_types) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nanodet_ref.errors import ReportedError
+from contracts.errors import ReportedError
 
 BIAS_OPS = ("BiasAdd", "Add", "AddV2")
 PASS_THROUGH = ("Identity",)
@@ -71,8 +71,8 @@ def graph_def_hazards(graph_def, where: str = "graph") -> list[str]:
 
 def saved_model_hazards(saved_model_dir: Path) -> list[str]:
     """One line per hazardous pair in ``saved_model_dir/saved_model.pb`` (every meta graph)."""
-    from .tf_compat import import_tensorflow
-    import_tensorflow()   # its import-time noise filtered (converters.tf_compat), then the protobuf module
+    from contracts.tf_environment import import_tensorflow
+    import_tensorflow()   # its import-time noise filtered (contracts.tf_environment), then the protobuf module
     from tensorflow.core.protobuf import saved_model_pb2
 
     sm = saved_model_pb2.SavedModel()

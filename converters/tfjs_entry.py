@@ -1,4 +1,4 @@
-"""``tensorflowjs_converter`` as a subprocess, with the import substitutes of ``converters.tf_compat`` installed
+"""``tensorflowjs_converter`` as a subprocess, with the import substitutes of ``contracts.tf_environment`` installed
 first (the plain ``.venv/bin/tensorflowjs_converter`` script fails at import in this toolchain).
 
     python -m converters.tfjs_entry --input_format=tf_saved_model artifacts/m-416/saved_model /tmp/tfjs
@@ -10,7 +10,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from converters.tf_compat import import_tensorflowjs
+    from contracts.tf_environment import import_tensorflowjs
     import_tensorflowjs()
     from tensorflowjs.converters.converter import pip_main
     sys.argv = ["tensorflowjs_converter", *(sys.argv[1:] if argv is None else argv)]

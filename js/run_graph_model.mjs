@@ -6,7 +6,12 @@
 //
 // Usage:
 //   node js/run_graph_model.mjs --model DIR/model.json --input in.ndtb --output out.ndtb
-//        [--backend wasm|cpu] [--outputs name1,name2] [--warmup N] [--profile 1]
+//        [--backend wasm|cpu] [--outputs name1,name2 | --outputs-file names.json] [--warmup N] [--profile 1]
+//
+// --outputs / --outputs-file: what to fetch (default: the model's outputs). Any node of the graph may be named,
+// internal ones included ("StatefulPartitionedCall/.../LeakyRelu" or "name:k" for a node's k-th output):
+// GraphModel.execute runs the graph up to them. --outputs-file is a JSON array of names, for long lists
+// (validation.localize fetches every tapped tensor of a graph).
 //
 // --profile 1: every timed inference runs inside tf.profile; meta.kernel_ms has, per inference, the time spent
 // in each kernel (by registered kernel name, summed over its calls). Profiling reads every kernel's output, so
@@ -39,16 +44,31 @@ function parseArgs(argv) {
     const value = argv[i + 1];
     if (!key.startsWith('--') || value === undefined) fail(`bad argument '${key}' (see the usage in run_graph_model.mjs)`);
     const name = key.slice(2);
-    if (!['model', 'input', 'output', 'backend', 'outputs', 'warmup', 'profile'].includes(name)) fail(`unknown option ${key}`);
+    if (!['model', 'input', 'output', 'backend', 'outputs', 'outputs-file', 'warmup', 'profile'].includes(name)) fail(`unknown option ${key}`);
     args[name] = value;
     i += 1;
   }
   for (const need of ['model', 'input', 'output']) if (!args[need]) fail(`--${need} is required`);
   if (!['wasm', 'cpu'].includes(args.backend)) fail(`--backend must be wasm or cpu, got '${args.backend}'`);
   args.warmup = Number.parseInt(args.warmup, 10) || 0;
+  if (args.outputs && args['outputs-file']) fail('give --outputs or --outputs-file, not both');
   args.outputs = args.outputs ? args.outputs.split(',').filter(Boolean) : null;
+  if (args['outputs-file']) args.outputs = readNameList(args['outputs-file']);
   args.profile = args.profile === '1' || args.profile === 'true';
   return args;
+}
+
+function readNameList(file) {
+  let names;
+  try {
+    names = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    fail(`${file}: cannot read the list of node names (${err.message.split('\n')[0]})`);
+  }
+  if (!Array.isArray(names) || !names.length || !names.every((n) => typeof n === 'string' && n)) {
+    fail(`${file}: expected a JSON array of node names`);
+  }
+  return names;
 }
 
 function readBundle(file) {

@@ -1,6 +1,7 @@
 import sys
 
+from contracts.errors import run_main
+
 from .cli import main
-from .errors import run_main
 
 sys.exit(run_main(main))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .errors import UserError
+from contracts.errors import UserError
+
 from .ghost_pan import build_ghost_pan
 from .head import build_head as build_legacy_head
 from .pan import build_fpn as build_pan

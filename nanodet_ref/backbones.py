@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError
+from contracts.errors import UserError
+
 from .layers import ConvModule, activation, channel_shuffle
 
 SHUFFLENET_CHANNELS = {

@@ -16,9 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from contracts.errors import UserError
+from contracts.hashing import sha256_file
+
 from .config import Config, resolve_checkpoint
-from .errors import UserError
-from .paths import sha256_file
 from .safe_checkpoint import read_weights, weights_only_refused_archive
 from .training_keys import drop_training_only
 
@@ -31,7 +32,13 @@ CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NE
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its model state_dict with prefixes removed.
+    """The model state_dict of a checkpoint file, prefixes removed (``read_checkpoint`` without the copy)."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Read a checkpoint file; return its model state_dict with prefixes removed and which copy it is
+    (``pick_copy``).
 
     Loaded with ``weights_only=True`` (nothing in the file can run). Whatever torch.load refuses becomes one
     UserError line saying what the file is: refused pickled code, a truncated or corrupt checkpoint, or not a
@@ -52,7 +59,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         refused_archive = True
     if refused_archive:  # e.g. a training .ckpt with hyper-parameter objects: read its tensors only, run nothing
         obj = read_weights(path)
-    return extract_state_dict(obj, path)
+    return pick_copy(named_tensors(obj, path))
 
 
 def unreadable_reason(path: Path, exc: Exception) -> str:
@@ -86,6 +93,12 @@ def _plain_pickle_names_code(path: Path) -> bool:
 
 
 def extract_state_dict(obj, path) -> dict[str, torch.Tensor]:
+    """The model state_dict inside a loaded checkpoint object, prefixes removed."""
+    return pick_copy(named_tensors(obj, path))[0]
+
+
+def named_tensors(obj, path) -> dict[str, torch.Tensor]:
+    """The named tensors of a loaded checkpoint (its ``state_dict`` entry where it has one)."""
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):
@@ -93,19 +106,30 @@ def extract_state_dict(obj, path) -> dict[str, torch.Tensor]:
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise UserError(f"{path}: not a NanoDet checkpoint (no tensors inside)")
-    if any(k.startswith("avg_model.") for k in tensors):  # EMA weights: what upstream evaluates with
-        tensors = {k[len("avg_model."):]: v for k, v in tensors.items() if k.startswith("avg_model.")}
-    elif any(k.startswith("model.") for k in tensors):
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
     return tensors
 
 
-def check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], cfg: Config, path) -> None:
-    """Strict load: every key present with the right shape, nothing unexpected (gfl_reg may be absent)."""
+def pick_copy(tensors: dict) -> tuple[dict[str, torch.Tensor], str]:
+    """The model weights among a checkpoint's tensors and which copy they are: ``avg_model. (EMA)`` where a
+    Lightning checkpoint holds the EMA copy (what upstream evaluates with: its ``load_model_weight`` lets
+    ``avg_model.X`` win over ``model.X``), else ``model.``, else ``plain`` (keys as the model names them); DDP's
+    ``module.`` prefix is removed too."""
+    copy = "plain"
+    if any(k.startswith("avg_model.") for k in tensors):
+        tensors, copy = {k[len("avg_model."):]: v for k, v in tensors.items() if k.startswith("avg_model.")}, \
+            "avg_model. (EMA)"
+    elif any(k.startswith("model.") for k in tensors):
+        tensors, copy = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, "model."
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors, copy
+
+
+def check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], cfg: Config, path) -> int:
+    """Strict load: every key present with the right shape, nothing unexpected (gfl_reg may be absent; the
+    training-only aux keys are dropped with a note). Returns how many training-only keys were dropped."""
     expected = model.state_dict()
-    sd, _ = drop_training_only(sd, expected, path)
+    sd, dropped = drop_training_only(sd, expected, path)
     cls_key = "head.gfl_cls.0.weight"
     if cls_key in sd and cls_key in expected and sd[cls_key].shape != expected[cls_key].shape:
         got, want = sd[cls_key].shape[0], expected[cls_key].shape[0]
@@ -127,6 +151,7 @@ def check_and_load(model: nn.Module, sd: dict[str, torch.Tensor], cfg: Config, p
     full = dict(expected)
     full.update({k: v for k, v in sd.items()})
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in full.items()}, strict=True)
+    return dropped
 
 
 def _calibration_batches(gen: torch.Generator, h: int, w: int) -> list[torch.Tensor]:
@@ -208,7 +233,8 @@ def use_random_weights(model: nn.Module, cfg: Config, seed: int, why: str) -> di
 
 
 def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = None, seed: int = 0) -> dict:
-    """Fill ``model`` with weights; return provenance for manifests and reports.
+    """Fill ``model`` with weights; return provenance for manifests and reports (for a checkpoint: its file name,
+    sha256, which ``copy`` of the weights was used (``pick_copy``) and how many training-only keys were dropped).
 
     ``checkpoint`` given: it must load strictly. Not given: the config's shared checkpoint (sha256-checked);
     where that is absent, seeded random weights with a loud warning.
@@ -221,8 +247,9 @@ def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = 
         return use_random_weights(model, cfg, seed, why)
     digest = sha256_file(path) if path.is_file() else None
     want = (cfg.toolkit.get("weights") or {}).get("sha256")
-    sd = read_state_dict(path)
+    sd, copy = read_checkpoint(path)
     if not checkpoint and want and digest != want:
         raise UserError(f"{path}: sha256 {digest} differs from the config's {want}")
-    check_and_load(model, sd, cfg, path)
-    return {"weights": f"checkpoint {path.name}", "kind": "checkpoint", "file": str(path.name), "sha256": digest}
+    dropped = check_and_load(model, sd, cfg, path)
+    return {"weights": f"checkpoint {path.name}", "kind": "checkpoint", "file": str(path.name), "sha256": digest,
+            "copy": copy, "training_only_keys_dropped": dropped}

@@ -10,12 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import UserError, run_main
+from contracts.errors import UserError, run_main
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--model", default="m-416", help="m-416, m-320, g-416 (configs/NAME.yml)")
+    g.add_argument("--model", default="m-416", help="m-416, m-320, g-416, plus-m-416, ... (configs/NAME.yml)")
     g.add_argument("--config", help="a nanodet YAML config (upstream schema)")
     p.add_argument("--checkpoint", help="checkpoint (.pth/.ckpt); default: the config's toolkit.weights")
 
@@ -32,7 +32,7 @@ def load_reference(args):
 
 
 def default_dataset():
-    from .paths import shared_path
+    from contracts.paths import shared_path
 
     root = shared_path("data", "coco-val2017-40")
     if root is None:

@@ -13,19 +13,27 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
-from .paths import configs_dir, shared_dir
+from contracts.errors import UserError
+from contracts.paths import configs_dir, shared_dir
 
 BACKBONES = ("ShuffleNetV2", "CustomCspNet")
 FPNS = ("PAN", "GhostPAN")
-HEADS = ("NanoDetHead", "NanoDetPlusHead")
 
 DEFAULT_TOOLKIT: dict[str, Any] = {
     "weights": None,  # {"file": path relative to the shared folder or absolute, "sha256": hex}
     "export": {"opset": 10},
-    "decode": {"score_threshold": 0.05, "nms_iou": 0.6, "max_detections": 100, "nms_pre": 1000},
+    "decode": {"score_threshold": 0.05, "nms_iou": 0.6, "max_detections": 100},  # + the head's nms_pre below
     "validation": {},
 }
+
+# What each head's post-processing (upstream's get_bboxes) does its own way; the one place the decoder learns it.
+# prior_offset: point (col, row) of a stride-s map has its centre at ((col + offset) s, (row + offset) s).
+# nms_pre: the default per-level cut (best points by max class score) before NMS; None: every point goes on.
+HEAD_DECODING = {
+    "NanoDetHead": {"prior_offset": 0.5, "nms_pre": 1000},      # legacy v0.x (GFL priors, top 1000 per level)
+    "NanoDetPlusHead": {"prior_offset": 0.0, "nms_pre": None},  # NanoDet-Plus: x * stride, no per-level cut
+}
+HEADS = tuple(HEAD_DECODING)
 
 
 @dataclass
@@ -60,6 +68,11 @@ class Config:
     @property
     def decode(self) -> dict:
         return self.toolkit["decode"]
+
+    @property
+    def prior_offset(self) -> float:
+        """Where a point's centre sits in its cell, in strides: 0.5 (legacy heads) or 0 (NanoDet-Plus)."""
+        return float(HEAD_DECODING[self.head["name"]]["prior_offset"])
 
     def feature_sizes(self) -> list[tuple[int, int]]:
         """(h, w) of each level's feature map: ceil(size / stride), as the backbone computes them (every
@@ -210,7 +223,8 @@ def parse_config(raw: Any, path: Path | None = None, name: str = "model") -> Con
         class_names = [f"class_{i}" for i in range(num_classes)]
     if len(class_names) != num_classes:
         raise UserError(f"{where}: class_names has {len(class_names)} names but head.num_classes is {num_classes}")
-    toolkit = _merge(DEFAULT_TOOLKIT, raw.get("toolkit"))
+    defaults = _merge(DEFAULT_TOOLKIT, {"decode": {"nms_pre": HEAD_DECODING[head["name"]]["nms_pre"]}})
+    toolkit = _merge(defaults, raw.get("toolkit"))
     strides = head.get("strides", [8, 16, 32])
     if not (isinstance(strides, (list, tuple)) and strides and all(isinstance(s, int) and s > 0 for s in strides)):
         raise UserError(f"{where}: model.arch.head.strides must be a list of positive integers, got {strides!r}")

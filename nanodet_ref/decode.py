@@ -1,13 +1,14 @@
-"""The one decoder every stage shares (nanodet v0.4.2 post-processing) on plain numpy arrays.
+"""The one decoder every stage shares (upstream's get_bboxes + multiclass_nms) on plain numpy arrays.
 
 Inputs are the raw head outputs of the toolkit's signature (see ``nanodet_ref.model``):
 sigmoid class scores [HW, C] and box-distribution logits [HW, 4(reg_max+1)] per level.
 
-Steps: per level, the ``nms_pre`` points of highest max class score (``level_points``); their boxes
-(``level_candidates``); every (point, class) scoring above ``score_threshold`` is a candidate; greedy per-class NMS
-at ``nms_iou``; the best ``max_detections`` overall (``select_detections``). Ordering everywhere: higher score
-first, ties by class, then by candidate row (what upstream's stable sorts give). ``nanodet_ref.decode_margins``
-says how close each of these decisions is to flipping.
+Steps: per level, the ``nms_pre`` points of highest max class score (``level_points``; every point where the
+config's nms_pre is None, as for NanoDet-Plus); their boxes around the centres ``center_points`` gives for the
+config's ``prior_offset`` (``level_candidates``); every (point, class) scoring above ``score_threshold`` is a
+candidate; greedy per-class NMS at ``nms_iou``; the best ``max_detections`` overall (``select_detections``).
+Ordering everywhere: higher score first, ties by class, then by candidate row (what upstream's stable sorts
+give). ``nanodet_ref.decode_margins`` says how close each of these decisions is to flipping.
 """
 from __future__ import annotations
 
@@ -52,9 +53,11 @@ def softmax_integral(logits: np.ndarray, reg_max: int) -> np.ndarray:
     return (p * np.arange(reg_max + 1)).sum(axis=2).astype(np.float32)
 
 
-def center_points(h: int, w: int, stride: int) -> np.ndarray:
+def center_points(h: int, w: int, stride: int, offset: float) -> np.ndarray:
+    """[h * w, 2] (x, y) centres of a stride-``stride`` map, row-major: ((col + offset) stride, (row + offset)
+    stride); ``offset`` is the config's ``prior_offset`` (0.5 legacy, 0 NanoDet-Plus)."""
     ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1).astype(np.float32)
+    return np.stack([(xs.ravel() + offset) * stride, (ys.ravel() + offset) * stride], axis=1).astype(np.float32)
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -129,13 +132,14 @@ def level_points(scores: np.ndarray, nms_pre: int | None) -> np.ndarray:
     return np.arange(scores.shape[0])
 
 
-def level_boxes(dists, stride, input_wh, reg_max) -> np.ndarray:
-    """Boxes [HW, 4] (x1, y1, x2, y2 in input pixels, clipped to the input) of every point of one level."""
+def level_boxes(dists, stride, input_wh, reg_max, prior_offset) -> np.ndarray:
+    """Boxes [HW, 4] (x1, y1, x2, y2 in input pixels, clipped to the input) of every point of one level, around
+    the centres ``center_points`` gives for ``prior_offset``."""
     h = -(-input_wh[1] // stride)
     w = -(-input_wh[0] // stride)
     if dists.shape[0] != h * w:
         raise ValueError(f"stride {stride}: {dists.shape[0]} rows, expected {h}x{w}={h * w}")
-    pts = center_points(h, w, stride)
+    pts = center_points(h, w, stride, prior_offset)
     d = softmax_integral(dists, reg_max) * stride
     boxes = np.stack([pts[:, 0] - d[:, 0], pts[:, 1] - d[:, 1], pts[:, 0] + d[:, 2], pts[:, 1] + d[:, 3]], 1)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, input_wh[0])
@@ -143,7 +147,8 @@ def level_boxes(dists, stride, input_wh, reg_max) -> np.ndarray:
     return boxes
 
 
-def level_candidates(scores, dists, stride, input_wh, reg_max, nms_pre, return_points: bool = False):
+def level_candidates(scores, dists, stride, input_wh, reg_max, prior_offset, nms_pre,
+                     return_points: bool = False):
     """One level: boxes [K, 4] in input pixels and their scores [K, C] (upstream's per-level top-k), and with
     ``return_points`` the point index of each row."""
     h = -(-input_wh[1] // stride)
@@ -151,7 +156,7 @@ def level_candidates(scores, dists, stride, input_wh, reg_max, nms_pre, return_p
     if scores.shape[0] != h * w:
         raise ValueError(f"stride {stride}: {scores.shape[0]} rows, expected {h}x{w}={h * w}")
     top = level_points(scores, nms_pre)
-    boxes, scores = level_boxes(dists, stride, input_wh, reg_max)[top], scores[top]
+    boxes, scores = level_boxes(dists, stride, input_wh, reg_max, prior_offset)[top], scores[top]
     return (boxes, scores, top) if return_points else (boxes, scores)
 
 
@@ -196,7 +201,8 @@ def candidates(outputs: dict, cfg, batch_index: int = 0) -> Candidates:
     """Every level's top-k points of one image with their boxes and scores."""
     boxes, scores, strides, points = [], [], [], []
     for s, sc, di in image_outputs(outputs, cfg, batch_index):
-        b, c, top = level_candidates(sc, di, s, cfg.input_size, cfg.reg_max, cfg.decode.get("nms_pre"), True)
+        b, c, top = level_candidates(sc, di, s, cfg.input_size, cfg.reg_max, cfg.prior_offset,
+                                     cfg.decode.get("nms_pre"), True)
         boxes.append(b)
         scores.append(c)
         strides.append(np.full(len(top), s, np.int64))

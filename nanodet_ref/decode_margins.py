@@ -127,7 +127,7 @@ def _possible_candidates(outputs, cfg, bounds: Bounds, batch_index: int) -> _Can
         top = level_points(sc, opts.get("nms_pre"))  # the decoder's row order, then the points that may join
         rest = np.setdiff1d(np.nonzero(pstat == MAYBE)[0], top)
         rows = np.concatenate([top, rest[np.argsort(-sc.max(axis=1)[rest], kind="stable")]]).astype(np.int64)
-        boxes = level_boxes(di, s, cfg.input_size, cfg.reg_max)[rows]
+        boxes = level_boxes(di, s, cfg.input_size, cfg.reg_max, cfg.prior_offset)[rows]
         r, lab = np.nonzero(sc[rows].astype(np.float64) + delta > thr)
         score = sc[rows[r], lab].astype(np.float64)
         certain = (score - delta > thr) & (pstat[rows[r]] == IN)

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from .errors import UserError
+from contracts.errors import UserError
+
 from .layers import ConvModule, DepthwiseConvModule
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError
+from contracts.errors import UserError
 
 ACTIVATIONS = {
     "ReLU": lambda: nn.ReLU(inplace=True),

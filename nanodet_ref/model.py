@@ -1,27 +1,18 @@
 """The whole detector: backbone -> neck (PAN, or NanoDet-Plus's GhostPAN) -> head, with the toolkit's fixed
-input/output signature.
-
-Signature (the same for every stage):
-  input  ``input``  [1, 3, H, W] float32, BGR, normalised with the config's mean/std (NCHW)
-  outputs, per stride s in the config's strides (8, 16, 32; NanoDet-Plus adds 64):
-    ``cls_pred_stride_{s}``  [1, h_s * w_s, num_classes]   sigmoid class scores, row-major over the map
-    ``dis_pred_stride_{s}``  [1, h_s * w_s, 4 * (reg_max+1)] raw box-distribution logits (l, t, r, b bins)
-  where h_s, w_s = ceil(H / s), ceil(W / s) (``Config.feature_sizes``; the config refuses sizes the neck cannot take)
+input/output signature (``contracts.signature``: input ``input`` [1, 3, H, W] NCHW; per stride s the outputs
+``cls_pred_stride_{s}`` [1, h_s * w_s, num_classes] and ``dis_pred_stride_{s}`` [1, h_s * w_s, 4 * (reg_max+1)],
+where h_s, w_s = ceil(H / s), ceil(W / s): ``Config.feature_sizes``; the config refuses sizes the neck cannot take).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .backbones import build_backbone
+from contracts.signature import output_names
+
 from .arch_registry import build_fpn, build_head
+from .backbones import build_backbone
 from .config import Config
-
-INPUT_NAME = "input"
-
-
-def output_names(strides) -> list[str]:
-    return [f"cls_pred_stride_{s}" for s in strides] + [f"dis_pred_stride_{s}" for s in strides]
 
 
 class NanoDet(nn.Module):

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
+from contracts.errors import UserError
+
 from .layers import ConvModule
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError
+from contracts.errors import UserError
+
 from .head import Integral
 from .layers import ConvModule, DepthwiseConvModule
 

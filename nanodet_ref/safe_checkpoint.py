@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import UserError
+from contracts.errors import UserError
 
 REFUSED = "refused: the file holds pickled code or objects that are not plain tensors"
 

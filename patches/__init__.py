@@ -6,26 +6,20 @@ Two kinds:
   cheaply, at the chosen opset (the reference model itself is never changed);
 - ONNX rewrites: ``rewrite(model_proto, cfg) -> (model_proto, report dict)`` on the exported graph.
 
-Each module registers itself below; the pipeline applies the registered ones in order, and the manifest records
-which ran. ``PATCHES=none`` switches them all off (to show what they fix).
+Every patch is listed below by name, in the order the pipeline applies it (a missing module is an import error,
+never a silently skipped patch); the manifest records which ran. ``PATCHES=none`` switches them all off (to show
+what they fix).
 """
 from __future__ import annotations
 
-TORCH_PATCHES: dict = {}   # name -> module with apply(model, cfg, opset)
-ONNX_PATCHES: dict = {}    # name -> module with rewrite(model_proto, cfg)
+from . import channel_shuffle_4d, dead_branch_channels, int64_clamp, pan_resample_opset10, resize_half_pixel
 
-
-def _register() -> None:
-    import importlib
-    for name in ("pan_resample_opset10", "channel_shuffle_4d", "dead_branch_channels", "resize_half_pixel",
-                 "int64_clamp"):
-        try:
-            mod = importlib.import_module(f"patches.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"patches.{name}":
-                continue
-            raise
-        (TORCH_PATCHES if hasattr(mod, "apply") else ONNX_PATCHES)[name] = mod
-
-
-_register()
+TORCH_PATCHES = {   # name -> module with apply(model, cfg, opset)
+    "pan_resample_opset10": pan_resample_opset10,
+    "channel_shuffle_4d": channel_shuffle_4d,
+    "dead_branch_channels": dead_branch_channels,
+}
+ONNX_PATCHES = {    # name -> module with rewrite(model_proto, cfg)
+    "resize_half_pixel": resize_half_pixel,
+    "int64_clamp": int64_clamp,
+}

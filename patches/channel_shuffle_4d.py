@@ -19,8 +19,8 @@ import copy
 import torch
 from torch import nn
 
+from contracts.errors import UserError
 from nanodet_ref.backbones import ShuffleV2Block
-from nanodet_ref.errors import UserError
 
 GROUPS = 2
 

@@ -24,8 +24,8 @@ import copy
 import torch
 from torch import nn
 
+from contracts.errors import UserError
 from nanodet_ref.backbones import ShuffleV2Block
-from nanodet_ref.errors import UserError
 
 DEAD = 1e-12        # largest |tap| of a depthwise kernel that counts as switched off
 TOLERANCE = 1e-5    # float32 rounding of the BN fold (the identity is exact in real arithmetic)

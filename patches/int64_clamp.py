@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 
 INT32_MIN = int(np.iinfo(np.int32).min)
 INT32_MAX = int(np.iinfo(np.int32).max)
@@ -41,8 +41,9 @@ def out_of_range(values) -> bool:
     return bool(a.size and ((a > INT32_MAX) | (a < INT32_MIN)).any())
 
 
-def _constants(graph) -> dict[str, np.ndarray]:
-    """Integer constant tensors of the graph by name (initializers and Constant nodes)."""
+def int_constants(graph) -> dict[str, np.ndarray]:
+    """Integer constant tensors of the graph by name (initializers and Constant nodes); also what the int64 audit
+    matches TFJS constants against."""
     out = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         if node.op_type != "Constant" or not node.output:
@@ -57,8 +58,9 @@ def _constants(graph) -> dict[str, np.ndarray]:
     return {k: v for k, v in out.items() if v.dtype.kind in "iu"}
 
 
-def _static_shapes(model) -> dict[str, list]:
-    """Tensor name -> dims (int or None) from ONNX shape inference (empty where inference fails)."""
+def static_shapes(model) -> dict[str, list]:
+    """Tensor name -> dims (int or None) from ONNX shape inference (empty where inference fails); the int64 audit
+    reads axis lengths with it too."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # a graph shape inference cannot handle: no static dims, INT32 clamps only
@@ -159,10 +161,10 @@ def rewrite(model_proto, cfg=None, verify: bool = True):
     model = onnx.ModelProto()
     model.CopyFrom(model_proto)
     graph = model.graph
-    consts = _constants(graph)
+    consts = int_constants(graph)
     consumers = _consumers(graph)
     _refuse_other_uses(graph, consts, consumers)
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(consts)
     changes = []
     for node in graph.node:

@@ -1,11 +1,13 @@
-"""Export patch: the PAN's bilinear x2 / x0.5 resampling rebuilt from ops that mean the same everywhere.
+"""Export patch: every half-pixel bilinear x2 / x0.5 resampling module rebuilt from ops that mean the same
+everywhere (the legacy PAN's ``upsample`` and ``downsample``, NanoDet-Plus's GhostPAN ``upsample``).
 
-What it fixes. The PAN (``nanodet_ref/pan.py``) resamples with ``F.interpolate(mode="bilinear",
-align_corners=False)``, i.e. half-pixel bilinear. ONNX Resize at opset <= 10 has no
-coordinate_transformation_mode: onnxruntime runs it ``asymmetric`` while onnx-tf converts it to TF's half-pixel
-resize, so the ONNX stage disagrees with PyTorch (and with the TF/TFJS stages). At opset >= 11 the export says
-``pytorch_half_pixel``, which onnx-tf rejects. This patch swaps ``fpn.upsample`` / ``fpn.downsample`` for
-equivalents whose meaning does not depend on any coordinate convention:
+What it fixes. The necks resample with ``F.interpolate(mode="bilinear", align_corners=False)``
+(``nanodet_ref.pan.BilinearResize``; ``nn.Upsample(mode="bilinear")`` means the same), i.e. half-pixel
+bilinear. ONNX Resize at opset <= 10 has no coordinate_transformation_mode: onnxruntime runs it ``asymmetric``
+while onnx-tf converts it to TF's half-pixel resize, so the ONNX stage disagrees with PyTorch (and with the
+TF/TFJS stages). At opset >= 11 the export says ``pytorch_half_pixel``, which onnx-tf rejects. This patch finds
+every such module anywhere in the model (``resample_modules``) and swaps it for an equivalent whose meaning
+does not depend on any coordinate convention:
 
 - x0.5: half-pixel bilinear with scale factor 0.5 samples output pixel o at input coordinate 2o + 0.5, i.e. the
   mean of inputs 2o and 2o+1 along each axis: exactly a 2x2 average pool with stride 2 (PyTorch uses the given
@@ -22,9 +24,11 @@ equivalents whose meaning does not depend on any coordinate convention:
   multiplied by a constant map that is 4/3 on border rows, times 4/3 on border columns, 1 inside.
 
 Every op used (Resize nearest, depthwise Conv, Mul by a constant, AveragePool) exists at opset 10 and converts to a
-plain TF/TFJS kernel. ``apply`` checks each replacement against the original module at the config's real feature
-sizes and refuses (UserError) where they would differ. It is applied at every opset: it is exact, and every
-converter agrees on its ops (in TFJS it is not a speed gain; see the README, "Export patches", for the measurement).
+plain TF/TFJS kernel. ``apply`` checks each replacement against the original module at the config's feature
+sizes and refuses (UserError) where they would differ, or where a bilinear module has another factor or
+align_corners True (no exact form here); a model without bilinear resampling is reported as not applicable.
+It is applied at every opset: it is exact, and every converter agrees on its ops (in TFJS it is not a speed
+gain; see docs/patches.md).
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
+from nanodet_ref.pan import BilinearResize
 
 TOLERANCE = 1e-5  # float32 rounding only: the identities are exact in real arithmetic
 
@@ -79,20 +84,58 @@ def _check_equal(original: nn.Module, replacement: nn.Module, sizes, what: str) 
                             f"exactly by its opset-10 equivalent; export with PATCHES=none")
 
 
-def apply(model: nn.Module, cfg, opset: int) -> nn.Module:
-    """Swap ``model.fpn.upsample`` / ``model.fpn.downsample`` (on the model given) for exact equivalents."""
-    fpn = getattr(model, "fpn", None)
-    if fpn is None or not hasattr(fpn, "upsample") or not hasattr(fpn, "downsample"):
-        raise UserError("patch pan_resample_opset10: the model has no fpn.upsample / fpn.downsample to replace")
-    for name, factor in (("upsample", 2.0), ("downsample", 0.5)):
-        mod = getattr(fpn, name)
-        if getattr(mod, "scale_factor", None) != factor:
-            raise UserError(f"patch pan_resample_opset10: fpn.{name} is not a bilinear x{factor:g} resize "
-                            f"({type(mod).__name__})")
+def bilinear_factor(module: nn.Module) -> float | None:
+    """The scale factor of a bilinear resampling module (``BilinearResize``, or ``nn.Upsample`` in bilinear
+    mode), 0.0 for one that is not half-pixel or not one plain factor on both axes, None for any other module."""
+    if isinstance(module, BilinearResize):
+        factor = module.scale_factor
+    elif isinstance(module, nn.Upsample) and module.mode == "bilinear":
+        if module.align_corners or module.size is not None:
+            return 0.0
+        factor = module.scale_factor
+    else:
+        return None
+    if isinstance(factor, (tuple, list)):
+        factor = factor[0] if len(set(factor)) == 1 else 0.0
+    return float(factor) if factor is not None else 0.0
+
+
+def resample_modules(model: nn.Module) -> list[tuple[str, nn.Module, float]]:
+    """(qualified name, module, scale factor) of every bilinear resampling module in ``model``."""
+    found = []
+    for name, module in model.named_modules():
+        factor = bilinear_factor(module)
+        if factor is not None:
+            found.append((name, module, factor))
+    return found
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+def apply(model: nn.Module, cfg, opset: int):
+    """Swap every half-pixel bilinear x2 / x0.5 module of the model given for its exact equivalent, each checked
+    at every feature size of the config; returns (model, report)."""
+    found = resample_modules(model)
+    report = {"replaced": {}, "summary": "not applicable: the model has no bilinear resampling"}
+    if not found:
+        return model, report
     sizes = cfg.feature_sizes()
-    up, down = ConvUpsample(), AvgPoolDownsample()
-    # upsample acts on every level but the finest, downsample on every level but the coarsest
-    _check_equal(copy.deepcopy(fpn.upsample), up, sizes[1:], "bilinear x2")
-    _check_equal(copy.deepcopy(fpn.downsample), down, sizes[:-1], "bilinear x0.5")
-    fpn.upsample, fpn.downsample = up, down
-    return model
+    for name, module, factor in found:
+        if factor == 2.0:
+            new, what, checked = ConvUpsample(), "bilinear x2", sizes
+        elif factor == 0.5:  # a map of side 1 has no x0.5 (PyTorch refuses the empty output)
+            new, what, checked = AvgPoolDownsample(), "bilinear x0.5", [hw for hw in sizes if min(hw) >= 2]
+        else:
+            raise UserError(f"patch pan_resample_opset10: {name} is a bilinear resize ({type(module).__name__}, "
+                            f"factor {factor:g}, align_corners False only) with no exact opset-10 form here "
+                            f"(only half-pixel x2 and x0.5); export with PATCHES=none")
+        _check_equal(copy.deepcopy(module), new, checked, f"{name} ({what})")
+        _replace(model, name, new)
+        report["replaced"][name] = what
+    report["summary"] = "; ".join(f"{name}: {what} as " + ("nearest x2 + fixed depthwise 3x3"
+                                                            if what.endswith("x2") else "2x2 average pool")
+                                  for name, what in report["replaced"].items())
+    return model, report

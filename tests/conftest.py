@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT, shared_dir
+from contracts.paths import PROJECT_ROOT, shared_dir
 
 TEST_OUTPUT = Path(os.environ.get("NANODET_TEST_OUTPUT", PROJECT_ROOT / "test-output"))
 

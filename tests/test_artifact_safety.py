@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
 
 PY = sys.executable
 BAD_KINDS = ("empty", "truncated", "foreign-zip", "missing-key", "extra-key", "misshaped-key", "wrong-classes")
 
 
 def folder_hashes(folder: Path) -> dict[str, str]:
-    from converters.hashing import sha256_file
+    from contracts.hashing import sha256_file
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 

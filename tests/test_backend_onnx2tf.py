@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
 from converters import backend_onnx2tf
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
 from validation import bench
 
 

@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from contracts.errors import UserError
 from converters import backend_tf_nhwc as B
 from converters.tf_nhwc import layout as L
-from nanodet_ref.errors import UserError
 
 RNG = np.random.default_rng(0)
 
@@ -98,7 +98,7 @@ def test_padded_depthwise_bias_is_safe_for_tensorflow_and_free_in_tfjs(tmp_path)
     import tensorflow as tf
 
     from converters.stage_tfjs import count_ops
-    from converters.tf_compat import import_tensorflowjs
+    from contracts.tf_environment import import_tensorflowjs
     from converters.tf_graph_hazards import saved_model_hazards
 
     w = RNG.normal(size=(6, 1, 3, 3)).astype(np.float32)
@@ -262,7 +262,7 @@ def test_m416_through_tf_nhwc_and_tfjs_matches_onnxruntime(shared, converted_m41
 
     import onnxruntime as ort
 
-    from converters.tf_compat import import_tensorflowjs
+    from contracts.tf_environment import import_tensorflowjs
     from nanodet_ref.config import load_config
     from nanodet_ref.preprocess import preprocess_file
     from validation.runners.tfjs_node import run_tfjs_graph

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
 from validation import js_module_check as check
 
 JS_DIR = PROJECT_ROOT / "js"

@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
 from nanodet_ref.checkpoint import check_and_load, extract_state_dict, load_weights, read_state_dict
 from nanodet_ref.config import load_config
-from nanodet_ref.errors import UserError
 from nanodet_ref.model import build_model
-from nanodet_ref.paths import PROJECT_ROOT
 
 
 def run_cli(*args, cwd=None):

@@ -17,12 +17,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from converters import atomic, pipeline
-from converters.context import output_names as twin_output_names
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
+from contracts import atomic
+from contracts.signature import output_names
+from converters import pipeline
 from converters.options import ConvertOptions, artifact_name, check_opset
 from converters.sources import resolve
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
 
 PY = sys.executable
 
@@ -71,11 +72,17 @@ def test_bad_choices_are_user_errors(kwargs):
         ConvertOptions(**kwargs)
 
 
-def test_output_names_twin_matches_reference():
-    from nanodet_ref.model import INPUT_NAME, output_names
-    from converters.context import INPUT_NAME as twin_input
-    assert twin_output_names([8, 16, 32]) == output_names([8, 16, 32])
-    assert twin_input == INPUT_NAME
+def test_the_reference_model_names_its_outputs_by_the_one_signature():
+    """contracts.signature is the one definition of the signature: the PyTorch reference names its outputs with it
+    (there is no twin to keep equal), cls before dis, in stride order."""
+    from contracts.signature import INPUT_NAME
+    from nanodet_ref.config import load_config
+    from nanodet_ref.model import build_model
+    assert INPUT_NAME == "input"
+    assert output_names([8, 16, 32]) == ["cls_pred_stride_8", "cls_pred_stride_16", "cls_pred_stride_32",
+                                         "dis_pred_stride_8", "dis_pred_stride_16", "dis_pred_stride_32"]
+    cfg = load_config("m-416")
+    assert build_model(cfg).output_names == output_names(cfg.strides)
 
 
 # --- a small real pipeline: stages that write files -------------------------------------------------------------
@@ -141,7 +148,7 @@ def test_second_run_is_cached_and_force_rebuilds(tmp_path):
 
 
 def atomic_sha(path):
-    from converters.hashing import sha256_file
+    from contracts.hashing import sha256_file
     return sha256_file(path)
 
 
@@ -201,7 +208,7 @@ def test_identical_stages_are_copied_from_a_sibling_folder(tmp_path):
 
 
 def test_cache_key_depends_on_every_part(tmp_path):
-    from converters.hashing import stage_key
+    from contracts.hashing import stage_key
     base = dict(stage="onnx", inputs={"a": 1}, options={"opset": 10}, versions={"torch": "2.13.0"}, code="c1")
     key = stage_key(**base)
     assert key == stage_key(**dict(base))
@@ -232,7 +239,7 @@ def test_real_stage_keys_follow_options_and_sources(tmp_path):
 
 def folder_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` (dot files included), by relative path."""
-    from converters.hashing import sha256_file
+    from contracts.hashing import sha256_file
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
@@ -498,10 +505,10 @@ def test_end_to_end_m416_then_cached(converted):
     assert m["inputs"]["checkpoint_sha256"] == "0a338cd2adc1a7ac7010cdd5fd153f0aba81040c1fd0772c8d72aa57110d88bf"
     assert m["options"] == {"opset": 10, "quantize": None, "backend": "onnx_tf", "patches": "default"}
     assert m["versions"]["tensorflowjs"] == "4.22.0"
-    from converters.hashing import sha256_file
+    from contracts.hashing import sha256_file
     for rel, digest in m["files"].items():
         assert sha256_file(art / rel) == digest, rel
-    names = twin_output_names([8, 16, 32])
+    names = output_names([8, 16, 32])
     tfjs_spec = m["io_specs"]["tfjs"]
     assert tfjs_spec["input"]["layout"] == "NCHW" and sorted(tfjs_spec["outputs"]) == sorted(names)
     assert all(v.endswith(":0") for v in tfjs_spec["outputs"].values())
@@ -560,7 +567,7 @@ def test_tfjs_converter_as_subprocess_matches_in_process(converted, tmp_path):
             == (out / "group1-shard1of1.bin").read_bytes())
 
 
-# --- import substitutes (converters/tf_compat.py) -----------------------------------------------------------------
+# --- import substitutes (contracts/tf_environment.py) -------------------------------------------------------------
 
 def run_py(code, extra_path=None):
     path = os.pathsep.join([str(PROJECT_ROOT)] + ([str(extra_path)] if extra_path else []))
@@ -569,7 +576,7 @@ def run_py(code, extra_path=None):
 
 
 def test_substitutes_fill_only_what_is_missing(tmp_path):
-    code = ("import sys, json; from converters import tf_compat as c; added = c.install(); "
+    code = ("import sys, json; from contracts import tf_environment as c; added = c.install(); "
             "print(json.dumps({'added': added, 'again': c.install(), 'tf': 'tensorflow' in sys.modules, "
             "'pkg_resources': getattr(sys.modules.get('pkg_resources'), c.MARKER, False), "
             "'hardmax': callable(sys.modules['tensorflow_addons'].seq2seq.hardmax)}))")
@@ -583,7 +590,7 @@ def test_substitutes_fill_only_what_is_missing(tmp_path):
     real = tmp_path / "tensorflow_addons"   # an installed real package is never shadowed
     real.mkdir()
     (real / "__init__.py").write_text("REAL = True\n")
-    r = run_py("from converters import tf_compat as c; c.install(); import tensorflow_addons as t; print(t.REAL)",
+    r = run_py("from contracts import tf_environment as c; c.install(); import tensorflow_addons as t; print(t.REAL)",
                extra_path=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
 
@@ -592,7 +599,7 @@ def test_substitutes_fill_only_what_is_missing(tmp_path):
 def test_both_converters_import_in_a_fresh_process():
     """onnx-tf and the TFJS converter import with the substitutes; hardmax is the real definition; the scoped
     pkg_resources stand-in is gone afterwards."""
-    code = ("import sys; from converters import tf_compat as c; c.install(); import onnx_tf.backend; "
+    code = ("import sys; from contracts import tf_environment as c; c.install(); import onnx_tf.backend; "
             "c.import_tensorflowjs(); import tensorflow as tf, tensorflow_addons as tfa; "
             "h = tfa.seq2seq.hardmax(tf.constant([[1., 3., 2.], [5., 0., 0.]])).numpy().tolist(); "
             "print(h, getattr(sys.modules.get('pkg_resources'), c.MARKER, False))")
@@ -602,14 +609,14 @@ def test_both_converters_import_in_a_fresh_process():
 
 
 def test_filtered_stderr_drops_runtime_noise_of_children_and_keeps_the_rest(tmp_path):
-    """converters.tf_compat.filtered_stderr works at the file-descriptor level: lines a child process writes are
+    """contracts.stderr_filter.filtered_stderr works at the file-descriptor level: lines a child process writes are
     held too; noise is dropped, every other line written on in order."""
     import os
     import subprocess
     import sys
 
-    from converters.tf_compat import RUNTIME_NOISE
-    from nanodet_ref.paths import PROJECT_ROOT
+    from contracts.tf_environment import RUNTIME_NOISE
+    from contracts.paths import PROJECT_ROOT
 
     child = tmp_path / "child.py"
     child.write_text("import sys\n"
@@ -617,7 +624,8 @@ def test_filtered_stderr_drops_runtime_noise_of_children_and_keeps_the_rest(tmp_
                      "sys.stderr.write('kept 2\\n')\n")
     parent = tmp_path / "parent.py"
     parent.write_text("import subprocess, sys\n"
-                      "from converters.tf_compat import RUNTIME_NOISE, filtered_stderr\n"
+                      "from contracts.stderr_filter import filtered_stderr\n"
+                      "from contracts.tf_environment import RUNTIME_NOISE\n"
                       "with filtered_stderr(RUNTIME_NOISE, label='test block'):\n"
                       "    print('kept 1', file=sys.stderr)\n"
                       f"    subprocess.run([sys.executable, {str(child)!r}])\n"
@@ -630,20 +638,20 @@ def test_filtered_stderr_drops_runtime_noise_of_children_and_keeps_the_rest(tmp_
 
 
 def test_tensorflow_import_noise_is_filtered_and_other_lines_kept(tmp_path):
-    """converters.tf_compat.import_tensorflow: TF's import-time C++ lines about GPU plugins are dropped
+    """contracts.tf_environment.import_tensorflow: TF's import-time C++ lines about GPU plugins are dropped
     (they come before its log level applies); in a fresh process nothing of them reaches stderr."""
     import subprocess
     import sys
 
-    from converters.tf_compat import IMPORT_NOISE
-    from nanodet_ref.paths import PROJECT_ROOT
+    from contracts.tf_environment import IMPORT_NOISE
+    from contracts.paths import PROJECT_ROOT
 
     assert IMPORT_NOISE.search("E0000 00:00:1 cuda_dnn.cc:8579] Unable to register cuDNN factory: Attempting")
     assert IMPORT_NOISE.search("W0000 00:00:1 computation_placer.cc:177] computation placer already registered.")
     assert not IMPORT_NOISE.search("Traceback (most recent call last):")
     bad_pb = tmp_path / "saved_model.pb"
     bad_pb.write_bytes(b"not a proto")
-    for code in ("from converters.tf_compat import import_tensorflow; import_tensorflow()",
+    for code in ("from contracts.tf_environment import import_tensorflow; import_tensorflow()",
                  # the int64 audit reads SavedModel protos: its first TF import goes through the filter too
                  "from validation.int64_audit.tf_static import _load_saved_model\n"
                  f"try: _load_saved_model(__import__('pathlib').Path({str(tmp_path)!r}))\nexcept Exception: pass"):

@@ -115,8 +115,8 @@ def test_box_move_bounds_every_coordinate_and_is_reached(cfg):
         moved = (logits + rng.uniform(-delta, delta, logits.shape)).astype(np.float32)
         real = np.abs(moved.astype(np.float64) - logits).max()
         bound = box_move(Bounds(0.0, {32: real}), 32, cfg.reg_max, cfg.input_size)
-        a = level_boxes(logits, 32, cfg.input_size, cfg.reg_max).astype(np.float64)
-        assert np.abs(a - level_boxes(moved, 32, cfg.input_size, cfg.reg_max)).max() <= bound
+        a = level_boxes(logits, 32, cfg.input_size, cfg.reg_max, cfg.prior_offset).astype(np.float64)
+        assert np.abs(a - level_boxes(moved, 32, cfg.input_size, cfg.reg_max, cfg.prior_offset)).max() <= bound
     # the worst case: half the mass on bin 0, half on bin reg_max, moved apart: the bound is (nearly) reached
     delta = 1e-3
     worst = np.full((169, 4 * bins), -30.0, np.float32)
@@ -125,8 +125,8 @@ def test_box_move_bounds_every_coordinate_and_is_reached(cfg):
     pushed[:, 0::bins] -= delta
     pushed[:, cfg.reg_max::bins] += delta
     bound = box_move(Bounds(0.0, {32: delta}), 32, cfg.reg_max, cfg.input_size)
-    a = level_boxes(worst, 32, cfg.input_size, cfg.reg_max).astype(np.float64)
-    b = level_boxes(pushed, 32, cfg.input_size, cfg.reg_max)
+    a = level_boxes(worst, 32, cfg.input_size, cfg.reg_max, cfg.prior_offset).astype(np.float64)
+    b = level_boxes(pushed, 32, cfg.input_size, cfg.reg_max, cfg.prior_offset)
     inside = (a > 0).all(axis=1) & (a < 416).all(axis=1)  # clipping would hide the move
     assert 0.95 * bound < np.abs(a - b)[inside].max() <= bound
 

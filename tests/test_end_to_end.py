@@ -33,8 +33,8 @@ def test_convert_m416_validates_every_stage(conversion_m416, converted_m416):
 @pytest.mark.slow
 def test_convert_m416_log_is_progress_not_tensorflow_chatter(conversion_m416):
     """TF's C++ start-up and no-GPU lines, absl INFO lines and onnxsim's check counter stay out of the log
-    (a fresh conversion printed all of them before converters.tf_compat.filtered_stderr); the progress is there."""
-    from converters.tf_compat import IMPORT_NOISE, RUNTIME_NOISE
+    (a fresh conversion printed all of them before contracts.stderr_filter.filtered_stderr); the progress is there."""
+    from contracts.tf_environment import IMPORT_NOISE, RUNTIME_NOISE
     err = conversion_m416.stderr.splitlines()
     chatter = [line for line in err + conversion_m416.stdout.splitlines()
                if IMPORT_NOISE.search(line) or RUNTIME_NOISE.search(line) or line.startswith("INFO:absl:")

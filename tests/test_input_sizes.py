@@ -13,10 +13,11 @@ import pytest
 import torch
 import yaml
 
+from contracts.paths import PROJECT_ROOT, configs_dir
+from contracts.signature import output_names
 from nanodet_ref.config import feature_size, load_config, pan_takes
 from nanodet_ref.decode import center_points, decode
-from nanodet_ref.model import build_model, output_names
-from nanodet_ref.paths import PROJECT_ROOT, configs_dir
+from nanodet_ref.model import build_model
 
 WORKS = [415, 313]      # [w, h]: 32*12 + 31 and 32*9 + 25, neither a multiple of 32
 REFUSED = [400, 300]    # 400 gives 50/25/13 at strides 8/16/32: 2 x 13 != 25
@@ -63,7 +64,7 @@ def test_a_size_the_neck_cannot_take_is_refused_on_one_line(tmp_path):
 
 
 def test_head_strides_must_match_the_levels_and_double(tmp_path):
-    from nanodet_ref.errors import UserError
+    from contracts.errors import UserError
 
     raw = yaml.safe_load((configs_dir() / "m-416.yml").read_text())
     raw["model"]["arch"]["head"]["strides"] = [8, 16, 32, 64]
@@ -87,7 +88,8 @@ def test_a_size_that_works_gives_the_same_rows_everywhere(tmp_path):
     import onnxruntime as ort
 
     from converters import stage_onnx
-    from converters.context import StageContext, signature
+    from contracts.signature import signature
+    from converters.context import StageContext
     from converters.options import ConvertOptions
     from converters.sources import resolve
 
@@ -106,7 +108,7 @@ def test_a_size_that_works_gives_the_same_rows_everywhere(tmp_path):
     got = dict(zip(output_names(cfg.strides), sess.run(output_names(cfg.strides), {"input": x})))
     sig = signature(cfg)["outputs"]
     for s, (fh, fw) in zip(cfg.strides, cfg.feature_sizes()):
-        priors = len(center_points(fh, fw, s))
+        priors = len(center_points(fh, fw, s, cfg.prior_offset))
         for kind in ("cls_pred", "dis_pred"):
             name = f"{kind}_stride_{s}"
             assert ref[name].shape[1] == got[name].shape[1] == priors == fh * fw, name

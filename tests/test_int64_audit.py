@@ -16,7 +16,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 from validation.int64_audit import audit_onnx, static_audit
 from validation.int64_audit.dynamic import channel_max_diff, summarize
 
@@ -161,7 +161,7 @@ def _convert(onnx_path, out_dir):
     import json
 
     from converters.backend_onnx_tf import to_saved_model
-    from converters.tf_compat import import_tensorflowjs
+    from contracts.tf_environment import import_tensorflowjs
 
     to_saved_model(onnx_path, out_dir / "saved_model", types.SimpleNamespace(strides=[8]))
     import_tensorflowjs()
@@ -180,7 +180,7 @@ def _convert(onnx_path, out_dir):
 @pytest.mark.slow
 def test_crafted_overflow_breaks_tfjs_and_int64_clamp_fixes_it(tmp_path):
     from validation.int64_audit.dynamic import run_dynamic
-    from validation.runners.base import IoSpec
+    from contracts.io_spec import IoSpec
 
     torch_model = _export(tmp_path / "model.onnx")
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 10)).astype(np.float32)
@@ -233,7 +233,7 @@ def test_cli_bad_file_is_one_line_error(capsys):
 
 
 def test_peer_tfjs_has_no_int64_finding(shared):
-    """The peer artifact: no slice at all, every int64 constant is a Reshape shape (see the README, "The int64 -> int32 audit")."""
+    """The peer artifact: no slice at all, every int64 constant is a Reshape shape (see docs/int64-audit.md, "The peer artifact")."""
     from validation.int64_audit import audit_tfjs
     res = audit_tfjs(shared / "reference" / "vladmandic-nanodet-m" / "nanodet-m.json")
     inv = res["inventory"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
 from converters.js_module import MODULE_NAME, PLACEHOLDER, TEMPLATE, module_config, write_js_module
 from nanodet_ref.config import load_config
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
 from validation import js_module_check as check
 
 JS_DIR = PROJECT_ROOT / "js"

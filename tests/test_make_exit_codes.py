@@ -3,20 +3,30 @@
 echoes gives it as the exit status. The README's "Errors" section says so."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
 
 
 def make(*args):
+    """A top-level make, as a user runs it (not a sub-make of the ``make test`` that may be running us)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=env)
+
+
+def echoed_command(stdout: str) -> str:
+    """The recipe's command as make echoed it first (a backslash-continued recipe spans several lines)."""
+    lines = stdout.splitlines()
+    end = next(i for i, line in enumerate(lines) if not line.endswith("\\"))
+    return "\n".join(lines[:end + 1])
 
 
 @pytest.fixture
@@ -39,7 +49,7 @@ def test_make_exits_2_and_names_the_command_lines_code(broken_artifact):
     for what, args in cases.items():
         r = make(*args)
         assert r.returncode == 2, (what, r.stderr[-2000:])
-        command = r.stdout.splitlines()[0]           # make echoes the recipe's command first
+        command = echoed_command(r.stdout)
         assert command.startswith(".venv/bin/python -m "), command
         direct = subprocess.run(["bash", "-c", command], cwd=PROJECT_ROOT, capture_output=True, text=True,
                                 timeout=600)

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from converters.node_runtime import NODE_MINIMUM, NODE_MINIMUM_TEXT
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.node_runtime import NODE_MINIMUM, NODE_MINIMUM_TEXT
+from contracts.paths import PROJECT_ROOT
 
 
 def convert(tmp_path, *args, path: str):
@@ -68,7 +68,7 @@ def test_an_old_node_is_refused_before_converting(tmp_path, old_node):
 
 
 def test_the_tfjs_runner_refuses_an_old_node(old_node, monkeypatch):
-    from nanodet_ref.errors import UserError
+    from contracts.errors import UserError
     from validation.runners.tfjs_node import node_executable
 
     monkeypatch.setenv("PATH", old_node)

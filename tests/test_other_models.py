@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT, shared_path
+from contracts.paths import PROJECT_ROOT, shared_path
 from nanodet_ref.samples import sample_photos
 
 SIGNATURE = sorted(f"{k}_pred_stride_{s}" for k in ("cls", "dis") for s in (8, 16, 32))

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 import patches
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
 from nanodet_ref.config import load_config
-from nanodet_ref.errors import UserError
 from nanodet_ref.pan import PAN, BilinearResize
 from patches import channel_shuffle_4d, dead_branch_channels
 from patches import pan_resample_opset10 as pan_patch
@@ -32,6 +33,16 @@ def test_registered():
     assert patches.ONNX_PATCHES["resize_half_pixel"] is resize_half_pixel
     assert patches.TORCH_PATCHES["channel_shuffle_4d"] is channel_shuffle_4d
     assert patches.TORCH_PATCHES["dead_branch_channels"] is dead_branch_channels
+
+
+def test_every_patch_module_is_listed_with_its_entry_point():
+    """patches/__init__ lists its patches explicitly: a module in patches/ left out of the lists, or a listed
+    name whose module is missing (an import error, where a mistyped name used to be skipped silently), fails."""
+    on_disk = {p.stem for p in (PROJECT_ROOT / "patches").glob("*.py") if p.stem != "__init__"}
+    assert set(patches.TORCH_PATCHES) | set(patches.ONNX_PATCHES) == on_disk
+    assert not set(patches.TORCH_PATCHES) & set(patches.ONNX_PATCHES)
+    assert all(callable(getattr(m, "apply", None)) for m in patches.TORCH_PATCHES.values())
+    assert all(callable(getattr(m, "rewrite", None)) for m in patches.ONNX_PATCHES.values())
 
 
 # ---------------------------------------------------------------- channel_shuffle_4d
@@ -96,15 +107,32 @@ def test_check_refuses_a_replacement_that_differs():
         pan_patch._check_equal(BilinearResize(2.0), nn.Upsample(scale_factor=2.0, mode="nearest"), [(4, 4)], "x2")
 
 
-def test_apply_refuses_a_model_without_the_pan_resamplers():
+def test_apply_reports_what_it_finds_and_refuses_what_it_cannot_make_exact():
+    """No bilinear module: not applicable, said so; a bilinear module of another factor or with align_corners
+    True anywhere in the model: a UserError naming it (it has no exact opset-10 form)."""
     cfg = load_config("m-416")
-    with pytest.raises(UserError, match="fpn"):
-        pan_patch.apply(nn.Sequential(), cfg, 10)
-    model = nn.Module()
-    model.fpn = nn.Module()
-    model.fpn.upsample, model.fpn.downsample = BilinearResize(3.0), BilinearResize(0.5)
-    with pytest.raises(UserError, match="upsample"):
-        pan_patch.apply(model, cfg, 10)
+    model, report = pan_patch.apply(nn.Sequential(nn.Conv2d(3, 3, 1)), cfg, 10)
+    assert report["replaced"] == {} and report["summary"].startswith("not applicable")
+    for odd in (BilinearResize(3.0), nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=True)):
+        model = nn.Module()
+        model.neck = nn.Sequential(nn.Identity(), odd)
+        with pytest.raises(UserError, match=r"neck\.1 is a bilinear resize"):
+            pan_patch.apply(model, cfg, 10)
+
+
+def test_apply_finds_half_pixel_x2_modules_anywhere():
+    """Any half-pixel bilinear x2 module (BilinearResize or nn.Upsample, inside Sequentials too) is replaced,
+    and the result equals the original."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Upsample(scale_factor=2, mode="bilinear"),
+                          nn.Sequential(BilinearResize(2.0), BilinearResize(0.5))).eval()
+    x = torch.randn(1, 3, 13, 13, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model(x)
+    patched, report = pan_patch.apply(copy.deepcopy(model), _TinyCfg(), 10)
+    assert report["replaced"] == {"1": "bilinear x2", "2.0": "bilinear x2", "2.1": "bilinear x0.5"}
+    assert pan_patch.resample_modules(patched) == []
+    with torch.no_grad():
+        assert _max_diff(patched(x), want) < EXACT
 
 
 class _PanOnly(nn.Module):
@@ -146,7 +174,7 @@ def test_opset10_onnxruntime_needs_the_patch():
         want = [t.numpy() for t in model(torch.from_numpy(x))]
     unpatched = _onnx_run(model, x, 10)
     assert max(_max_diff(a, b) for a, b in zip(unpatched, want)) > 1e-3
-    patched_model = pan_patch.apply(copy.deepcopy(model), _TinyCfg(), 10)
+    patched_model, _ = pan_patch.apply(copy.deepcopy(model), _TinyCfg(), 10)
     assert isinstance(model.fpn.upsample, BilinearResize)  # the model given is changed, not the original
     ops = {n.op_type for n in onnx.load_from_string(_export_bytes(patched_model, x, 10)).graph.node}
     assert "Pad" not in ops and not any(
@@ -166,7 +194,8 @@ def _export_bytes(model, x, opset):
 def test_real_model_real_image_opset10(shared):
     """m-416 with its real checkpoint on a real COCO image: PyTorch patched == unpatched; opset-10 ONNX too."""
     from nanodet_ref.checkpoint import load_weights
-    from nanodet_ref.model import build_model, output_names, run_model
+    from contracts.signature import output_names
+    from nanodet_ref.model import build_model, run_model
     from nanodet_ref.preprocess import preprocess_file
 
     cfg = load_config("m-416")
@@ -175,7 +204,7 @@ def test_real_model_real_image_opset10(shared):
     image = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[0]
     x, _, _ = preprocess_file(image, cfg)
     want = run_model(model, x)
-    patched = pan_patch.apply(copy.deepcopy(model), cfg, 10)
+    patched, _ = pan_patch.apply(copy.deepcopy(model), cfg, 10)
     got = run_model(patched, x)
     assert max(_max_diff(got[k], want[k]) for k in want) < EXACT
     buf = io.BytesIO()
@@ -246,7 +275,8 @@ def test_dead_channels_real_checkpoint(shared):
     """m-416's real checkpoint: 139 dead middle channels; the patched export computes 24 M fewer multiply-adds
     and its onnxruntime outputs stay within the validation's bound of PyTorch on a real image."""
     from nanodet_ref.checkpoint import load_weights
-    from nanodet_ref.model import build_model, output_names, run_model
+    from contracts.signature import output_names
+    from nanodet_ref.model import build_model, run_model
     from nanodet_ref.preprocess import preprocess_file
 
     cfg = load_config("m-416")
@@ -336,8 +366,8 @@ def test_resize_rewrite_on_torch_export_matches_pytorch():
 
 @pytest.mark.slow
 def test_onnx_tf_rejects_pytorch_half_pixel_but_converts_the_rewrite():
-    from converters import tf_compat
-    tf_compat.install()
+    from contracts import tf_environment
+    tf_environment.install()
     from onnx_tf.backend import prepare
 
     model = _resize_model("pytorch_half_pixel", (6, 6), (2.0, 2.0))

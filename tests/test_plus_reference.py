@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from contracts.errors import UserError
 from nanodet_ref.checkpoint import load_weights, read_state_dict
 from nanodet_ref.config import load_config, parse_config
-from nanodet_ref.errors import UserError
 from nanodet_ref.ghost_pan import GhostPAN
 from nanodet_ref.model import build_model, run_model
 from nanodet_ref.pan import BilinearResize
@@ -115,22 +115,25 @@ def test_ckpt_gives_the_pth_weights_and_drops_aux_keys(shared, capsys):
     the .pth, saying in one line that 242 training-only keys were dropped."""
     cfg = upstream_config(shared, 416)
     model = build_model(cfg)
-    load_weights(model, cfg, shared / "weights" / "nanodet-plus-m-416.ckpt")
+    provenance = load_weights(model, cfg, shared / "weights" / "nanodet-plus-m-416.ckpt")
     lines = [line for line in capsys.readouterr().err.splitlines() if "training-only" in line]
     assert len(lines) == 1 and "dropped 242 training-only keys" in lines[0]
+    assert provenance["copy"] == "avg_model. (EMA)" and provenance["training_only_keys_dropped"] == 242
     pth = read_state_dict(shared / "weights" / "nanodet-plus-m-416.pth")
     got = model.state_dict()
     assert set(got) == set(pth)
     assert all(torch.equal(got[k], pth[k]) for k in pth)
 
 
-def test_plus_1_5x_convs_match_the_topology_oracle(shared):
-    """Built from upstream's 1.5x YAML (no checkpoint exists), the conv kernels (out, in per group, kh, kw,
-    groups, stride) are exactly those of the public ncnn export, counted as a multiset."""
+@pytest.mark.parametrize("config", ["upstream", "plus-m-1.5x-416"])
+def test_plus_1_5x_convs_match_the_topology_oracle(shared, config):
+    """Built from upstream's 1.5x YAML or the toolkit's own config (no checkpoint exists), the conv kernels (out,
+    in per group, kh, kw, groups, stride) are exactly those of the public ncnn export, counted as a multiset."""
     import json
     from collections import Counter
 
-    cfg = load_config(shared / "reference" / "upstream-configs" / "nanodet-plus-m-1.5x_416.yml")
+    cfg = load_config(shared / "reference" / "upstream-configs" / "nanodet-plus-m-1.5x_416.yml"
+                      if config == "upstream" else config)
     model = build_model(cfg)
     ours = Counter((m.out_channels, m.in_channels // m.groups, *m.kernel_size, m.groups, m.stride[0])
                    for m in model.modules() if isinstance(m, torch.nn.Conv2d))
@@ -157,3 +160,45 @@ def test_preprocessing_from_jpeg_matches_plus_input(shared):
             x, warp, _ = preprocess_file(shared / "data" / "coco-val2017-40" / "images" / golden["image"], cfg)
             assert np.abs(x - np.load(gdir / "input.npy")).max() < 1e-3
             assert np.allclose(warp, np.array(golden["warp_matrix"]))
+
+
+def test_golden_detections(plus, shared):
+    """Upstream's own post-processing (priors at col * stride, no + 0.5; every point to NMS, no per-level cut),
+    from upstream's plain YAML with no toolkit section: labels equal, boxes within 0.01 px in input and image
+    pixels, scores within 1e-4."""
+    import json
+
+    from nanodet_ref.decode import decode
+    from nanodet_ref.preprocess import preprocess_file
+
+    size, cfg, model = plus
+    assert cfg.prior_offset == 0.0 and cfg.decode["nms_pre"] is None
+    for gdir in sorted((shared / "reference" / "golden" / f"plus-m-{size}").iterdir()):
+        golden = json.loads((gdir / "detections.json").read_text())
+        out = run_model(model, np.load(gdir / "input.npy"))
+        _, warp, hw = preprocess_file(shared / "data" / "coco-val2017-40" / "images" / golden["image"], cfg)
+        want = golden["detections"]
+        assert len(want) > 0
+        for key, dets in (("box_input", decode(out, cfg)), ("box_image", decode(out, cfg, warp, hw))):
+            assert [d.label for d in dets] == [g["label"] for g in want], (gdir.name, key)
+            boxes = np.array([d.box for d in dets]) - np.array([g[key] for g in want])
+            assert np.abs(boxes).max() < 0.01, (gdir.name, key, float(np.abs(boxes).max()))
+            scores = np.array([d.score for d in dets]) - np.array([g["score"] for g in want])
+            assert np.abs(scores).max() < 1e-4, (gdir.name, key)
+
+
+def test_provenance_says_which_copy_was_used(shared, tmp_path):
+    """What goes into the manifest's weights provenance: the plain .pth is ``plain`` with nothing dropped; a
+    training checkpoint holding only the ``model.`` copy (no EMA) says so, with its 242 aux keys dropped."""
+    cfg = upstream_config(shared, 416)
+    pth = shared / "weights" / "nanodet-plus-m-416.pth"
+    provenance = load_weights(build_model(cfg), cfg, pth)
+    assert provenance["copy"] == "plain" and provenance["training_only_keys_dropped"] == 0
+    ckpt = torch.load(shared / "weights" / "nanodet-plus-m-416.ckpt", map_location="cpu", weights_only=True)
+    only_model = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    torch.save({"state_dict": only_model, "epoch": 3}, tmp_path / "no-ema.ckpt")
+    model = build_model(cfg)
+    provenance = load_weights(model, cfg, tmp_path / "no-ema.ckpt")
+    assert provenance["copy"] == "model." and provenance["training_only_keys_dropped"] == 242
+    want = read_state_dict(pth)
+    assert all(torch.equal(v, want[k]) for k, v in model.state_dict().items())

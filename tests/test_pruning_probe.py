@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT
 from nanodet_ref.backbones import ShuffleV2Block
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
 from validation import pruning_probe as probe
 
 DEAD = [2, 9]

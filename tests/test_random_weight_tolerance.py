@@ -10,9 +10,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from contracts.signature import output_names
 from nanodet_ref.checkpoint import use_random_weights
 from nanodet_ref.config import load_config
-from nanodet_ref.model import build_model, output_names, run_model
+from nanodet_ref.model import build_model, run_model
 from nanodet_ref.preprocess import preprocess_file
 from nanodet_ref.samples import sample_photos
 from validation.comparators import compare_raw

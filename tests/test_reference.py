@@ -59,7 +59,8 @@ def test_preprocessing_from_jpeg_matches_golden_input(shared):
             assert np.allclose(warp, np.array(golden["warp_matrix"]))
 
 
-@pytest.mark.parametrize("name,expected", [("m-416", 0.329), ("m-320", 0.303)])
+@pytest.mark.parametrize("name,expected", [("m-416", 0.329), ("m-320", 0.303),
+                                           ("plus-m-416", 0.3972), ("plus-m-320", 0.3502)])
 def test_reference_coco_ap_matches_published_table(shared, name, expected):
     from nanodet_ref.cli import reference_detections
     from nanodet_ref.preprocess import list_images

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
 
 STAGE_OUTPUTS = ("model.onnx", "model.sim.onnx", "saved_model", "tfjs")
 
 
 def output_hashes(folder: Path) -> dict[str, str]:
-    from converters.hashing import sha256_file
+    from contracts.hashing import sha256_file
     out = {}
     for name in STAGE_OUTPUTS:
         path = folder / name

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
+from contracts.errors import UserError
 from nanodet_ref.checkpoint import check_and_load, read_state_dict
-from nanodet_ref.errors import UserError
 from nanodet_ref.safe_checkpoint import Storage, StandIn, _strided, load_tensors_only, stand_ins
 from nanodet_ref.training_keys import drop_training_only
 

@@ -1,4 +1,4 @@
-"""The stderr noise filter (converters/stderr_filter.py, used as converters.tf_compat.filtered_stderr).
+"""The stderr noise filter (contracts/stderr_filter.py, around TensorFlow's imports and runs).
 
 Each test runs a small Python process that enters the block, so that what reaches that process's real stderr
 (captured here) is what a user's terminal would show, including when the process dies inside the block.
@@ -13,13 +13,13 @@ import sys
 
 import pytest
 
-from converters.stderr_filter import DIED
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
+from contracts.stderr_filter import DIED
 
 NOISE = "E0000 00:00:1 cuda_platform.cc:51] failed call to cuInit: INTERNAL: CUDA error"   # in RUNTIME_NOISE
 
 HEAD = ("import os, subprocess, sys\n"
-        "from converters.tf_compat import RUNTIME_NOISE, filtered_stderr\n")
+        "from contracts.stderr_filter import filtered_stderr\nfrom contracts.tf_environment import RUNTIME_NOISE\n")
 
 
 def run(body: str, **kw) -> subprocess.CompletedProcess:

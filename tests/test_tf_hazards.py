@@ -20,10 +20,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from contracts.errors import ReportedError
+from contracts.paths import PROJECT_ROOT
 from converters import backend_tf_nhwc as B
 from converters.tf_graph_hazards import GraphHazard, graph_def_hazards, refuse_hazards, saved_model_hazards
-from nanodet_ref.errors import ReportedError
-from nanodet_ref.paths import PROJECT_ROOT
 
 C, HW = 4, 8   # a NanoDet downsampling depthwise conv: 3x3, stride 2, pads (1, 1) on an even input
 RNG = np.random.default_rng(7)
@@ -126,7 +126,8 @@ def save_tf_nhwc(onnx_path: Path, out: Path) -> Path:
 CHILD = """
 import sys
 import numpy as np
-from converters.tf_compat import RUNTIME_NOISE, filtered_stderr, import_tensorflow
+from contracts.stderr_filter import filtered_stderr
+from contracts.tf_environment import RUNTIME_NOISE, import_tensorflow
 tf = import_tensorflow()
 mode, data = sys.argv[1], np.load(sys.argv[2])
 

@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from contracts.paths import PROJECT_ROOT
 from converters import backend_tf_nhwc as B
 from converters.tf_nhwc.op_table import OPS, REWRITES
-from nanodet_ref.paths import PROJECT_ROOT
 
 
 def test_stage_cache_key_covers_every_module_of_the_package():

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec
+from contracts.paths import PROJECT_ROOT
+from contracts.presets import PRESETS
 from nanodet_ref.decode import softmax_integral
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
-from validation.runners import PRESETS
-from validation.runners.base import IoSpec
 from validation.runners.tfjs_node import TfjsNodeRunner, run_tfjs_graph
 
 PEER = ("reference", "vladmandic-nanodet-m", "nanodet-m.json")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.paths import PROJECT_ROOT
 
 ACCEPTED = ("validation.json", "report.md", "pictures")
 
@@ -26,7 +26,7 @@ def cli(command: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def accepted_hashes(folder: Path) -> dict[str, str]:
-    from converters.hashing import sha256_file
+    from contracts.hashing import sha256_file
     files = [folder / n for n in ACCEPTED if (folder / n).is_file()]
     files += [p for n in ACCEPTED if (folder / n).is_dir() for p in sorted((folder / n).rglob("*")) if p.is_file()]
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in files}

@@ -1,14 +1,17 @@
-"""Reading artifact folders: weights provenance from the manifest, io specs from a TFJS signature, TFJS
-quantization, and manifest sha256 verification."""
+"""Reading artifact folders: weights provenance from the manifest (``contracts.manifest``), io specs from a TFJS
+signature (``contracts.io_spec``), TFJS quantization, and manifest sha256 verification."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from nanodet_ref.checkpoint import sha256_file
+from contracts.errors import UserError
+from contracts.hashing import sha256_file
+from contracts.io_spec import io_spec_from_tfjs_signature
+from contracts.manifest import Manifest
+from contracts.signature import output_shapes
 from nanodet_ref.config import load_config
-from nanodet_ref.errors import UserError
 from validation import artifacts as art
 
 
@@ -21,11 +24,11 @@ def test_weights_provenance_checkpoint_and_random():
     sha = "ab" * 32
     m = {"weights_provenance": {"kind": "checkpoint", "file": "x.pth", "sha256": sha},
          "inputs": {"checkpoint": "$NANODET_SHARED/weights/x.pth", "checkpoint_sha256": sha, "seed": None}}
-    p = art.weights_provenance(m)
+    p = Manifest(m).weights_provenance()
     assert p["kind"] == "checkpoint" and p["sha256"] == sha and p["checkpoint"].endswith("weights/x.pth")
-    assert art.weights_provenance({"inputs": {"checkpoint": None, "seed": 7}}) == {"kind": "random", "seed": 7}
-    assert art.weights_provenance({"weights": "random (seed 3)"}) == {"kind": "random", "seed": 3}
-    assert art.weights_provenance({}) == {}
+    assert Manifest({"inputs": {"checkpoint": None, "seed": 7}}).weights_provenance() == {"kind": "random", "seed": 7}
+    assert Manifest({"weights": "random (seed 3)"}).weights_provenance() == {"kind": "random", "seed": 3}
+    assert Manifest({}).weights_provenance() == {}
 
 
 def test_reference_checkpoint_must_match_sha(tmp_path, cfg):
@@ -51,28 +54,28 @@ def signature_json(tmp_path, outputs: dict, input_shape=(1, 3, 416, 416)):
 
 
 def test_io_spec_from_tfjs_signature_by_key_and_by_shape(tmp_path, cfg):
-    shapes = art.expected_shapes(cfg)
+    shapes = output_shapes(cfg)
     by_key = {k: (f"Identity_{i}:0", s) for i, (k, s) in enumerate(shapes.items())}
-    io = art.io_spec_from_tfjs_signature(signature_json(tmp_path, by_key), cfg)
+    io = io_spec_from_tfjs_signature(signature_json(tmp_path, by_key), output_shapes(cfg))
     assert io.input_name == "input:0" and io.layout == "NCHW"
     assert {k: o.name for k, o in io.outputs.items()} == {k: n for k, (n, _) in by_key.items()}
     by_shape = {f"Identity_{i}:0": (f"Identity_{i}:0", s) for i, s in enumerate(reversed(list(shapes.values())))}
-    io = art.io_spec_from_tfjs_signature(signature_json(tmp_path, by_shape, (1, 416, 416, 3)), cfg)
+    io = io_spec_from_tfjs_signature(signature_json(tmp_path, by_shape, (1, 416, 416, 3)), output_shapes(cfg))
     assert io.layout == "NHWC"
     assert {k: by_shape[o.name][1] for k, o in io.outputs.items()} == shapes
     ambiguous = dict(by_shape)
     ambiguous["extra:0"] = ("extra:0", shapes["cls_pred_stride_8"])
     with pytest.raises(UserError, match="cannot tell which output is cls_pred_stride_8"):
-        art.io_spec_from_tfjs_signature(signature_json(tmp_path, ambiguous), cfg)
+        io_spec_from_tfjs_signature(signature_json(tmp_path, ambiguous), output_shapes(cfg))
     assert art.tfjs_quantization(tmp_path / "model.json") == "float16"
 
 
 def test_manifest_io_spec_wins(tmp_path, cfg):
     spec = {"input": {"name": "x", "layout": "NHWC"},
-            "outputs": {k: f"o{i}" for i, k in enumerate(art.expected_shapes(cfg))}}
-    io = art.stage_io_spec({"stages": {"tfjs": {"io_spec": spec}}}, "tfjs", tmp_path / "model.json", cfg)
+            "outputs": {k: f"o{i}" for i, k in enumerate(output_shapes(cfg))}}
+    io = art.stage_io_spec(Manifest({"stages": {"tfjs": {"io_spec": spec}}}), "tfjs", tmp_path / "model.json", cfg)
     assert io.input_name == "x" and io.layout == "NHWC"
-    io = art.stage_io_spec({}, "onnx", tmp_path / "model.onnx", cfg)
+    io = art.stage_io_spec(Manifest({}), "onnx", tmp_path / "model.onnx", cfg)
     assert io.input_name == "input" and io.outputs["cls_pred_stride_8"].name == "cls_pred_stride_8"
 
 
@@ -85,10 +88,10 @@ def test_verify_hashes_finds_changed_and_missing_files(tmp_path):
         "tfjs": {"output": "tfjs", "files": {"model.json": sha256_file(tmp_path / "tfjs" / "model.json"),
                                              "w.bin": sha256_file(tmp_path / "tfjs" / "w.bin")}},
         "onnx": {"output": "model.onnx", "files": {"model.onnx": sha256_file(tmp_path / "model.onnx")}}}}
-    assert art.verify_hashes(tmp_path, manifest) == []
+    assert art.verify_hashes(tmp_path, Manifest(manifest)) == []
     (tmp_path / "tfjs" / "w.bin").write_bytes(b"\0" * 7 + b"\1")
     (tmp_path / "model.onnx").unlink()
-    problems = art.verify_hashes(tmp_path, manifest)
+    problems = art.verify_hashes(tmp_path, Manifest(manifest))
     assert problems == ["tfjs: tfjs/w.bin sha256 differs from manifest", "onnx: model.onnx missing (listed in manifest)"]
 
 

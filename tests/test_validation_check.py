@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
+from contracts.paths import PROJECT_ROOT, artifacts_dir
 
 BYTES = {"float32": 4, "int32": 4, "float16": 2, "uint16": 2, "uint8": 1, "bool": 1}
 
@@ -87,8 +87,8 @@ def test_check_passes_untouched_and_catches_tampered_tfjs_weight(artifact, tmp_p
 @pytest.mark.slow
 def test_saved_model_runner_keeps_tensorflow_chatter_out_of_the_log(artifact):
     """Loading a SavedModel for validation: TF's import lines and its no-GPU probe ("failed call to cuInit") are
-    filtered (converters.tf_compat), the runner's own output is not."""
-    from converters.tf_compat import IMPORT_NOISE, RUNTIME_NOISE
+    filtered (contracts.tf_environment), the runner's own output is not."""
+    from contracts.tf_environment import IMPORT_NOISE, RUNTIME_NOISE
     code = ("import sys\nfrom validation.runners.saved_model import SavedModelRunner\n"
             f"SavedModelRunner({str(artifact / 'saved_model')!r})\nprint('loaded', file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)

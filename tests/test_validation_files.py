@@ -9,11 +9,11 @@ import stat
 
 import pytest
 
+from contracts.atomic import write_text as atomic_write_text
+from contracts.errors import UserError
 from nanodet_ref.config import load_config
-from nanodet_ref.errors import UserError
 from validation.api import run_validation
 from validation.dataset import SHARED_ANNOTATIONS, SHARED_SET
-from validation.report import atomic_write_text
 from validation.runners.pytorch import TorchRunner
 
 

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
-from validation.runners import PRESETS
-from validation.runners.base import IoSpec, load_io_spec
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec, load_io_spec
+from contracts.paths import PROJECT_ROOT
+from contracts.presets import PRESETS
 from validation.runners.tensor_bundle import read_bundle, write_bundle
 
 SPEC = {"input": {"name": "x:0", "layout": "NHWC"},
@@ -46,7 +46,7 @@ def test_io_spec_errors_are_user_errors(tmp_path):
 
 def test_preset_of_the_peer_covers_the_signature():
     from nanodet_ref.config import load_config
-    from nanodet_ref.model import output_names
+    from contracts.signature import output_names
     io = IoSpec.from_dict(PRESETS["vladmandic-nanodet-m"]["io_spec"],
                           required_outputs=output_names(load_config("m-416").strides))
     assert io.input_name == "input_1:0" and io.layout == "NCHW"

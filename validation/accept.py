@@ -14,10 +14,10 @@ import shutil
 import time
 from pathlib import Path
 
-from converters.atomic import remove, staged_output
+from contracts.atomic import remove, staged_output, write_json, write_text
+from contracts.manifest import Manifest
 
 from . import artifacts as art
-from .report import atomic_write_text
 
 ACCEPTED = "validation.json"
 ACCEPTED_FILES = ("report.md", "pictures")   # promoted with it
@@ -32,10 +32,10 @@ def read_report(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def describes_current_stages(report: dict, artifact_dir: Path, manifest: dict) -> bool:
+def describes_current_stages(report: dict, artifact_dir: Path, manifest: Manifest) -> bool:
     """Whether ``report`` measured every stage now in the folder, with the very files the manifest lists."""
     present = list(art.present_stages(artifact_dir, manifest))
-    want = art.stage_digests(manifest, present)
+    want = manifest.stage_digests(present)
     return (bool(present) and set(present) <= set(report.get("stages") or {})
             and len(want) == len(present) and report.get("stage_digests") == want)
 
@@ -59,13 +59,13 @@ def promote(adhoc: Path, artifact_dir: Path) -> Path:
             with staged_output(dst) as tmp:
                 shutil.copytree(src, tmp)
         elif src.is_file():
-            atomic_write_text(dst, src.read_text())
+            write_text(dst, src.read_text())
         else:
             remove(dst)
     report = read_report(adhoc / ACCEPTED)
     report.setdefault("run", {})["accepted"] = {"from": adhoc.relative_to(artifact_dir).as_posix(),
                                                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write_text(artifact_dir / ACCEPTED, json.dumps(report, indent=2) + "\n")
+    write_json(artifact_dir / ACCEPTED, report)
     for name in STALE_ON_ACCEPT:
         remove(artifact_dir / name)
     return artifact_dir / ACCEPTED

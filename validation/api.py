@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from contracts.errors import UserError
+from contracts.manifest import Manifest
 from converters.sources import display_path
-from nanodet_ref.errors import UserError
 
 from . import artifacts as art
 from .dataset import check_annotation_coverage, load_batch, resolve_images
@@ -25,7 +26,7 @@ from .runners.tfjs_node import TfjsNodeRunner
 
 
 ADHOC_FOLDER = "validations"
-RUN_STAGE_FACTS = ("seconds", "runner")   # per stage: timings, not results; they go into the ``run`` block
+RUN_STAGE_FACTS = ("seconds", "runner", "localization_seconds")   # per stage: timings, not results (run block)
 
 
 def _log_stderr(msg: str) -> None:
@@ -66,7 +67,7 @@ class BrokenRunner:
         raise RuntimeError(self.error)
 
 
-def build_stage_runners(artifact_dir: Path, manifest: dict, cfg, tfjs_backend: str = "wasm",
+def build_stage_runners(artifact_dir: Path, manifest: Manifest, cfg, tfjs_backend: str = "wasm",
                         only: list[str] | None = None) -> tuple[dict, dict]:
     """({stage name: runner}, {stage name: quantization or None}) for the stages present in the folder."""
     from .runners.tfjs_node import check_environment
@@ -149,9 +150,11 @@ def split_run_facts(stages: dict) -> dict:
 def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized: dict, images=None,
                    annotations=None, extra: dict | None = None, json_name: str = "validation.json",
                    md_name: str | None = "report.md", pictures: int = 3, limit: int | None = None,
-                   write: bool = True, log=_log_stderr, only_files: list[str] | None = None) -> dict:
+                   write: bool = True, log=_log_stderr, only_files: list[str] | None = None,
+                   localize=None) -> dict:
     """Run the stages on the images, write the report into ``out_dir``; returns it. ``only_files``: just these
-    image names (see :func:`select_files`)."""
+    image names (see :func:`select_files`). ``localize(stage entries, batch, reference)``: adds the stages'
+    ``first_divergence`` (``validation.localize.hook``)."""
     image_set = select_files(resolve_images(images, annotations, limit), only_files)
     ann = _annotations(image_set, cfg)
     batch = load_batch(image_set, cfg)
@@ -162,6 +165,8 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
     stages, dets = evaluate_stages(cfg, batch, reference, stage_runners, ann, quantized,
                                    reference_ap_applies=shared_default and annotations is None and whole_set
                                    and prov.get("kind") == "checkpoint", log=log)
+    if localize is not None:
+        localize(stages, batch, reference)
     stage_facts = split_run_facts(stages)
     report = {
         "schema": 1,
@@ -175,7 +180,6 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
         "tolerances": tolerances(cfg),
         "stages": {n: stages[n] for n in order_stages(stages)},
         "pass": all(s.get("pass") for s in stages.values()),
-        "passed": all(s.get("pass") for s in stages.values()),  # alias read by converters.cli
         "warnings": list(image_set.warnings),
         "data": data_record(images, annotations, limit),
     }
@@ -191,15 +195,16 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
 def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_backend: str = "wasm",
                        checkpoint=None, stages: list[str] | None = None, json_name: str = "validation.json",
                        md_name: str | None = "report.md", pictures: int = 3, limit: int | None = None,
-                       write: bool = True, log=_log_stderr, out_dir=None, only_files: list[str] | None = None
-                       ) -> dict:
+                       write: bool = True, log=_log_stderr, out_dir=None, only_files: list[str] | None = None,
+                       localize: str = "failing") -> dict:
     """Validate every stage found in ``artifact_dir``; returns the report dict, also written to ``out_dir``:
     by default the artifact folder itself (the accepted figures: what the converter writes after a build); the
-    CLI's ``validate`` writes elsewhere (``adhoc_dir``)."""
+    CLI's ``validate`` writes elsewhere (``adhoc_dir``). ``localize``: which stages get a per-tensor
+    localisation, ``failing`` ones, ``all`` or ``none`` (``validation.localize.hook``)."""
     artifact_dir = Path(artifact_dir)
     if not artifact_dir.is_dir():
         raise UserError(f"{artifact_dir}: artifact folder not found (convert first)")
-    manifest = art.read_manifest(artifact_dir)
+    manifest = Manifest.load(artifact_dir)
     if not manifest:
         log(f"[validate] WARNING: {artifact_dir}/manifest.json absent: conventional file names, "
             f"the config's weights")
@@ -207,14 +212,18 @@ def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_ba
     if not runners:
         raise UserError(f"{artifact_dir}: no stage artifacts found (model.onnx, model.sim.onnx, saved_model/, "
                         f"tfjs/model.json)")
-    prov = art.weights_provenance(manifest)
+    prov = manifest.weights_provenance()
     reference = reference_runner(cfg, prov, checkpoint)
-    extra = {"artifact": manifest.get("name") or artifact_dir.name,
+    extra = {"artifact": manifest.name or artifact_dir.name,
              "tfjs_backend": tfjs_backend if "tfjs" in runners else None,
-             "stage_digests": art.stage_digests(manifest, list(runners))}
+             "stage_digests": manifest.stage_digests(list(runners))}
+    from .localize.hook import stage_localizer
+    tol = tolerances(cfg)
+    localizer = stage_localizer(localize, artifact_dir, manifest, runners, tol["raw_atol"], tol["raw_rtol"],
+                                tfjs_backend, log)
     return run_validation(Path(out_dir) if out_dir is not None else artifact_dir, cfg, reference, runners,
                           quantized, images, annotations, extra, json_name, md_name, pictures, limit, write, log,
-                          only_files)
+                          only_files, localizer)
 
 
 def adhoc_name(images=None, annotations=None, limit: int | None = None, stages: list[str] | None = None,

@@ -19,8 +19,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from nanodet_ref.errors import ReportedError, UserError, run_main
-from nanodet_ref.paths import artifacts_dir, shared_path
+from contracts.errors import ReportedError, UserError, run_main
+from contracts.paths import artifacts_dir, shared_path
 
 from .runners.tfjs_node import BACKENDS
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="validate an artifact folder against PyTorch")
     _common(v)
     v.add_argument("--stages", help="comma-separated subset of onnx,onnx_sim,saved_model,tfjs")
+    v.add_argument("--localize", action="store_true",
+                   help="localise every stage, passing ones too: the first intermediate tensor that differs from "
+                        "PyTorch (failing stages are always localised)")
     a = sub.add_parser("accept", help="make a validation the accepted figures that check compares with")
     _common(a)
     c = sub.add_parser("check", help="regression check of converted artifacts (no re-conversion)")
@@ -113,7 +116,8 @@ def cmd_validate(args) -> int:
     out = adhoc_dir(folder, adhoc_name(args.images, args.annotations, args.limit, stages, args.tfjs_backend))
     with artifact_lock(folder, _log):
         report = validate_artifacts(folder, cfg, args.images, args.annotations, args.tfjs_backend, args.checkpoint,
-                                    stages, limit=args.limit, out_dir=out)
+                                    stages, limit=args.limit, out_dir=out,
+                                    localize="all" if args.localize else "failing")
     print(f"wrote {out / 'validation.json'} and report.md (the accepted figures, {folder / 'validation.json'}, "
           f"are unchanged; `accept` with the same options makes these the accepted ones)", file=sys.stderr)
     if not report["pass"]:
@@ -122,9 +126,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_accept(args) -> int:
+    from contracts.manifest import Manifest
     from converters.pipeline import artifact_lock
 
-    from . import artifacts as art
     from .accept import describes_current_stages, promote, read_report
     from .api import adhoc_dir, adhoc_name, validate_artifacts
 
@@ -132,7 +136,7 @@ def cmd_accept(args) -> int:
     folder = artifact_folder(args, cfg)
     out = adhoc_dir(folder, adhoc_name(args.images, args.annotations, args.limit, None, args.tfjs_backend))
     with artifact_lock(folder, _log):
-        manifest = art.read_manifest(folder)
+        manifest = Manifest.load(folder)
         report = read_report(out / "validation.json")
         if report is not None and describes_current_stages(report, folder, manifest):
             _log(f"[accept] {out.relative_to(folder)} measured the current stage files: promoting it")
@@ -161,6 +165,9 @@ def cmd_check(args) -> int:
 
 
 def _check(args, cfg, folder: Path) -> int:
+    from contracts.atomic import write_json
+    from contracts.manifest import Manifest
+
     from . import artifacts as art
     from .accept import accepted_data, describes_current_stages
     from .api import validate_artifacts
@@ -175,7 +182,7 @@ def _check(args, cfg, folder: Path) -> int:
         accepted = json.loads(accepted_path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{accepted_path}: not valid JSON ({exc.msg})") from None
-    manifest = art.read_manifest(folder)
+    manifest = Manifest.load(folder)
     hash_problems = art.verify_hashes(folder, manifest)
     if not manifest:
         hash_problems.append("manifest.json absent: file hashes not verified")
@@ -192,15 +199,14 @@ def _check(args, cfg, folder: Path) -> int:
               f"(run `accept` to measure these)", file=sys.stderr)
     current = validate_artifacts(folder, cfg, images, annotations, args.tfjs_backend, args.checkpoint,
                                  only, json_name="check.json", md_name="check.md", pictures=0, limit=limit,
-                                 only_files=files)
+                                 only_files=files, localize="none")
     regressions, notes = compare_reports(accepted, current, tolerances(cfg)["raw_atol"],
                                          None if only is None else ["pytorch", *only])
     regressions = [f"manifest: {p}" for p in hash_problems if "absent" not in p] + regressions
     result = {"accepted": accepted_path.name, "regressions": regressions, "notes": notes,
               "pass": not regressions}
     current["regression_check"] = result
-    from .report import atomic_write_text
-    atomic_write_text(folder / "check.json", json.dumps(current, indent=2, default=str) + "\n")
+    write_json(folder / "check.json", current)
     for n in notes:
         print(f"[check] note: {n}", file=sys.stderr)
     if regressions:
@@ -210,22 +216,21 @@ def _check(args, cfg, folder: Path) -> int:
 
 
 def cmd_foreign(args) -> int:
+    from contracts.io_spec import load_io_spec
+    from contracts.presets import find_preset, preset_io_spec
+    from contracts.signature import output_names
+
     from .api import validate_foreign
-    from .runners import PRESETS
-    from .runners.base import IoSpec, load_io_spec
-    from nanodet_ref.model import output_names
 
     if args.preset and args.io_spec:
         raise UserError("give --preset or --io-spec, not both")
     tfjs = args.tfjs
     if args.preset:
-        if args.preset not in PRESETS:
-            raise UserError(f"--preset: unknown '{args.preset}' (known: {', '.join(PRESETS)})")
-        preset = PRESETS[args.preset]
+        preset = find_preset(args.preset)
         if not args.model and not args.config:
             args.model = preset["model"]
         cfg = _config(args)
-        io = IoSpec.from_dict(preset["io_spec"], f"preset {args.preset}", output_names(cfg.strides))
+        io = preset_io_spec(args.preset, f"preset {args.preset}", output_names(cfg.strides))
         if tfjs is None:
             found = shared_path(*preset["shared_path"])
             if found is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 
 
 class CocoAnnotations:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import UserError
+from contracts.paths import shared_path
 from nanodet_ref.preprocess import list_images
-from nanodet_ref.samples import sample_photos
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import shared_path
 from nanodet_ref.preprocess import preprocess_file
+from nanodet_ref.samples import sample_photos
 
 SHARED_SET = ("data", "coco-val2017-40")
 SHARED_ANNOTATIONS = "annotations/instances_val2017_40.json"

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import UserError
+from contracts.paths import PROJECT_ROOT, artifacts_dir
+from contracts.signature import output_names
 from nanodet_ref.config import load_config
 from nanodet_ref.decode import Detection, decode
-from nanodet_ref.errors import UserError
-from nanodet_ref.model import output_names
-from nanodet_ref.paths import PROJECT_ROOT, artifacts_dir
 from nanodet_ref.preprocess import preprocess_file
 
 JS_DIR = PROJECT_ROOT / "js"

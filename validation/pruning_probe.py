@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nanodet_ref.errors import UserError, run_main
+from contracts.errors import UserError, run_main
 
 
 @dataclass

@@ -1,50 +1,24 @@
-"""Write a validation's results: ``validation.json`` (schema in the README, "validation.json"), ``report.md``
+"""Write a validation's results: ``validation.json`` (schema in docs/validation.md), ``report.md``
 (stage x metric table), ``pictures/`` (each stage's detections side by side), and the same table on the console.
-Files are written to a temp name beside the target and renamed into place.
+Files are written atomically (``contracts.atomic``).
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from contracts.atomic import write_bytes, write_json, write_text
 from nanodet_ref.preprocess import read_image
 
 from .evaluate import class_diff_summary, order_stages
+from .localize.report_md import console_lines as localize_console, markdown_lines as localize_markdown
 
 SCHEMA_VERSION = 1
 PICTURE_SCORE = 0.35  # detections drawn in pictures (all are used for metrics)
 PICTURE_HEIGHT = 360
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place (readers never see half a file).
-
-    The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask: 0644 usually),
-    not mkstemp's private 0600; a failed write leaves no temp file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def current_umask() -> int:
-    """The process umask (read by setting it and putting it back: there is no getter)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _fmt(v, digits=3):
@@ -91,6 +65,7 @@ def console_table(report: dict) -> str:
     for name in order_stages(report["stages"]):
         for f in report["stages"][name].get("failures", []):
             out.append(f"  {name}: {f}")
+    out += localize_console(report)
     return "\n".join(out)
 
 
@@ -110,6 +85,7 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
     fails = [(n, f) for n in order_stages(report["stages"]) for f in report["stages"][n].get("failures", [])]
     if fails:
         lines += ["## Failures", ""] + [f"- **{n}**: {f}" for n, f in fails] + [""]
+    lines += localize_markdown(report)
     lines += _tie_lines(report)
     lines += ["## Per output (max |diff| vs PyTorch / its tolerance atol + rtol x scale, PASSED/FAILED)", ""]
     outs = list(dict.fromkeys(o for s in report["stages"].values() for o in s.get("outputs", {})))
@@ -189,9 +165,7 @@ def write_pictures(out_dir: Path, image_paths, detections: dict, class_names, co
         target = pic_dir / f"{Path(path).stem}.png"
         ok, buf = cv2.imencode(".png", sheet)
         if ok:
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(buf.tobytes())
-            os.replace(tmp, target)
+            write_bytes(target, buf.tobytes())
             names.append(f"pictures/{target.name}")
     return names
 
@@ -202,9 +176,9 @@ def write_report(out_dir: Path, report: dict, detections: dict, image_paths, cla
     pics = write_pictures(out_dir, image_paths, detections, class_names, pictures) if pictures else []
     report = dict(report)
     report["pictures"] = pics
-    atomic_write_text(out_dir / json_name, json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_json(out_dir / json_name, report, default=_json_default)
     if md_name:
-        atomic_write_text(out_dir / md_name, markdown_report(report, pics))
+        write_text(out_dir / md_name, markdown_report(report, pics))
 
 
 def _json_default(o):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
+from contracts.tf_environment import import_tensorflow
 
-from ..tf_compat import import_tensorflow
 from ..tf_graph_hazards import refuse_hazards
 from .self_check import verify_against_onnxruntime
 from .translator import Translator
@@ -60,7 +60,7 @@ def to_saved_model(onnx_path: Path, out_dir: Path, cfg=None) -> dict:
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     module, dims, names = build_module(onnx_path)
     if cfg is not None:
-        from ..context import output_names
+        from contracts.signature import output_names
         missing = [n for n in output_names(cfg.strides) if n not in names]
         if missing:
             raise UserError(f"{onnx_path}: graph lacks the signature outputs {missing}")

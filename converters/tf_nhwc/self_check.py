@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tf_compat import import_tensorflow
+from contracts.tf_environment import import_tensorflow
 
 TOLERANCE = 1e-4  # max |diff| vs onnxruntime on one seeded input, relative to max(1, max |output|)
 #                   (float32 rounding: m-416 3e-6, g-416 with random weights 6e-5 seen)

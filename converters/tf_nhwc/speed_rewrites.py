@@ -12,7 +12,7 @@ translation, bit for bit (they select, copy or regroup elements, or split a sum 
   one outer-axis concat and one 2-D transpose;
 - :func:`channel_halves`: a Split of NHWC channels in two equal halves as a 1x1 max pool and a nearest resize
   on reshaped views (no Slice copy).
-The figures quoted are TFJS 4.22 wasm kernel times in Node (README, "SavedModel backend tf_nhwc").
+The figures quoted are TFJS 4.22 wasm kernel times in Node.
 """
 from __future__ import annotations
 

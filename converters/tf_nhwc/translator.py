@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 
 from . import layout as L
 from .layout import NHWC, Value

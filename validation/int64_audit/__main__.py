@@ -13,14 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from nanodet_ref.errors import UserError, run_main
+from contracts.errors import UserError, run_main
+from contracts.manifest import Manifest
 
 
-def _cfg(args, manifest: dict | None = None):
+def _cfg(args, manifest: Manifest | None = None):
     from nanodet_ref.config import load_config
     if args.config:
         return load_config(args.config)
-    name = args.model or (manifest or {}).get("model") or (manifest or {}).get("config_name") or "m-416"
+    name = args.model or (manifest.model if manifest is not None else None) or "m-416"
     return load_config(name if isinstance(name, str) else "m-416")
 
 
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--saved-model", help="with --tfjs: the SavedModel it came from (confirms narrowing by name)")
     p.add_argument("--reference-onnx", help="with --tfjs: the ONNX it came from")
     p.add_argument("--preset", help="with --tfjs: io spec preset of a known foreign model (vladmandic-nanodet-m)")
-    p.add_argument("--io-spec", help="with --tfjs: io spec JSON or file (see docs/ARCHITECTURE.md)")
+    p.add_argument("--io-spec", help="with --tfjs: io spec JSON or file (see docs/architecture.md)")
     p.add_argument("--model", help="model name (configs/<name>.yml) for the PyTorch reference; default m-416")
     p.add_argument("--config", help="config file instead of --model")
     p.add_argument("--dynamic", action="store_true", help="with --tfjs: run TFJS vs PyTorch per class")
@@ -53,8 +54,8 @@ def _main(argv=None) -> int:
     args = _parser().parse_args(argv)
     result = run(args)
     if args.json:
-        from .audit import write_json_atomic
-        write_json_atomic(Path(args.json), result)
+        from contracts.atomic import write_json
+        write_json(Path(args.json), result, indent=1)
     return 1 if result["summary"]["unfixed"] else 0
 
 
@@ -65,11 +66,10 @@ def run(args) -> dict:
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.artifacts:
-        from validation.artifacts import read_manifest
         adir = Path(args.artifacts)
         if not adir.is_dir():
             raise UserError(f"--artifacts {adir}: folder not found")
-        cfg = _cfg(args, read_manifest(adir))
+        cfg = _cfg(args, Manifest.load(adir))
         result = audit_artifact_dir(adir, cfg, dynamic=not args.no_dynamic, images=args.images, limit=args.limit,
                                     backend=args.backend, tolerance=args.tolerance)
     elif args.onnx:
@@ -91,8 +91,9 @@ def run(args) -> dict:
 
 
 def _run_tfjs(args) -> dict:
-    from validation.runners import PRESETS
-    from validation.runners.base import IoSpec, load_io_spec
+    from contracts.io_spec import io_spec_from_tfjs_signature, load_io_spec
+    from contracts.presets import find_preset, preset_io_spec
+    from contracts.signature import output_shapes
 
     from .audit import print_summary, run_dynamic_for, static_audit, summary_counts
 
@@ -105,16 +106,13 @@ def _run_tfjs(args) -> dict:
         raise UserError(f"--tfjs {path}: no TFJS model.json there")
     io = None
     if args.preset:
-        if args.preset not in PRESETS:
-            raise UserError(f"--preset: unknown '{args.preset}' (known: {', '.join(PRESETS)})")
-        io = IoSpec.from_dict(PRESETS[args.preset]["io_spec"], f"--preset {args.preset}")
-        args.model = args.model or PRESETS[args.preset].get("model")
+        io = preset_io_spec(args.preset, f"--preset {args.preset}")
+        args.model = args.model or find_preset(args.preset).get("model")
     elif args.io_spec:
         io = load_io_spec(args.io_spec)
     cfg = _cfg(args)
     if io is None:
-        from validation.artifacts import io_spec_from_tfjs_signature
-        io = io_spec_from_tfjs_signature(model_json, cfg)
+        io = io_spec_from_tfjs_signature(model_json, output_shapes(cfg))
     stages = {"tfjs": model_json}
     if args.saved_model:
         stages["saved_model"] = Path(args.saved_model)

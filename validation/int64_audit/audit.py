@@ -8,13 +8,12 @@ the outputs and classes (or box sides) it can change, taken from the onnxruntime
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from nanodet_ref.errors import UserError
+from contracts.atomic import write_json
+from contracts.errors import UserError
+from contracts.manifest import Manifest
 
 from .onnx_static import audit_onnx, load_onnx
 from .tf_static import audit_saved_model, audit_tfjs
@@ -24,9 +23,9 @@ DEFAULT_IMAGES = 4
 
 def _onnx_reference(path: Path) -> dict:
     """{tensor name and Constant node name: int values} of an ONNX graph, to match TFJS names against."""
-    from patches.int64_clamp import _constants
+    from patches.int64_clamp import int_constants
     model = load_onnx(path)
-    consts = _constants(model.graph)
+    consts = int_constants(model.graph)
     out = {k: v.reshape(-1).tolist() for k, v in consts.items() if v.size <= 64}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.name and node.output[0] in out:
@@ -171,23 +170,6 @@ def print_summary(result: dict, where: str, file=None) -> None:
         print(f"  dynamic: {dyn.get('status')}", file=file)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def audit_artifact_dir(artifact_dir: Path, cfg, dynamic: bool = True, images=None, limit: int = DEFAULT_IMAGES,
                        backend: str = "wasm", tolerance: float | None = None, write: bool = True,
                        quiet: bool = False) -> dict:
@@ -197,7 +179,7 @@ def audit_artifact_dir(artifact_dir: Path, cfg, dynamic: bool = True, images=Non
     artifact_dir = Path(artifact_dir)
     if not artifact_dir.is_dir():
         raise UserError(f"--artifacts {artifact_dir}: folder not found")
-    manifest = art.read_manifest(artifact_dir)
+    manifest = Manifest.load(artifact_dir)
     stages = art.present_stages(artifact_dir, manifest)
     if not stages:
         raise UserError(f"--artifacts {artifact_dir}: no model.onnx, model.sim.onnx, saved_model/ or "
@@ -220,7 +202,7 @@ def audit_artifact_dir(artifact_dir: Path, cfg, dynamic: bool = True, images=Non
             batch = None
             result["dynamic"] = {"status": f"skipped: {exc}"}
         if batch is not None:
-            ref = reference_runner(cfg, art.weights_provenance(manifest))
+            ref = reference_runner(cfg, manifest.weights_provenance())
             result["dynamic"] = run_dynamic_for(stages["tfjs"], io, ref, batch.tensor, cfg.reg_max, tolerance,
                                                 result["findings"], backend)
             result["dynamic"]["image_files"] = [p.name for p in batch.images.paths]
@@ -229,7 +211,7 @@ def audit_artifact_dir(artifact_dir: Path, cfg, dynamic: bool = True, images=Non
         result["dynamic"] = {"status": "skipped: no tfjs/model.json in the folder"}
     result["summary"] = summary_counts(result)
     if write:
-        write_json_atomic(artifact_dir / "audit.json", result)
+        write_json(artifact_dir / "audit.json", result, indent=1)
     if not quiet:
         print_summary(result, str(artifact_dir))
     return result

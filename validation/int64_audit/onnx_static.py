@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 
 from .common import (ONNX_INT64_PRODUCERS, ONNX_PASSTHROUGH, ONNX_ROLES, channel_meaning,
                      describe_int, narrow, out_of_range_mask, slice_effect)
@@ -74,11 +74,6 @@ def _terminal_consumers(name, consumers, depth=0, via=()):
 
 def _const_values(graph) -> dict:
     return {name: vals for kind, name, _, vals in _int_sources(graph) if kind != "attribute"}
-
-
-def _static_shapes(model) -> dict:
-    from patches.int64_clamp import _static_shapes as shapes
-    return shapes(model)
 
 
 def _slice_detail(node, consts, shapes, replaced: dict) -> list[dict]:
@@ -238,12 +233,14 @@ def _changed_channels(a: np.ndarray, b: np.ndarray) -> list[int]:
 
 def audit_onnx(model_or_path, label: str | None = None, reg_max: int | None = None, emulate: bool = True) -> dict:
     """Inventory and findings of one ONNX graph."""
+    from patches.int64_clamp import static_shapes   # lazily: importing patches imports torch
+
     model = load_onnx(model_or_path) if not isinstance(model_or_path, onnx.ModelProto) else model_or_path
     label = label or (Path(model_or_path).name if not isinstance(model_or_path, onnx.ModelProto) else "onnx")
     g = model.graph
     consumers = _consumer_map(g)
     consts = _const_values(g)
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     inv = {"int64_initializers": 0, "int64_constants": 0, "int_attributes": 0, "int64_producing_ops": {},
            "slices": sum(n.op_type == "Slice" for n in g.node)}
     for init in g.initializer:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
 
 from .common import INT32_MIN, SLICE_BOUND_ROLES, TF_ROLES, describe_int, narrow, out_of_range_mask
 
@@ -79,7 +79,7 @@ def _load_saved_model(path: Path):
     pb = path / "saved_model.pb"
     if not pb.is_file():
         raise UserError(f"{path}: no saved_model.pb (not a TF SavedModel folder)")
-    from converters.tf_compat import import_tensorflow
+    from contracts.tf_environment import import_tensorflow
     import_tensorflow()  # first, so that TF's import-time C++ noise is filtered
     from tensorflow.core.protobuf import saved_model_pb2
     sm = saved_model_pb2.SavedModel()

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec
 
-from .base import IoSpec, stack_items
+from .base import stack_items
 
 
 class OnnxRunner:

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nanodet_ref.errors import UserError
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec
 
-from .base import IoSpec, stack_items
+from .base import stack_items
 
 
 def _tf():
-    from converters.tf_compat import import_tensorflow
+    from contracts.tf_environment import import_tensorflow
     return import_tensorflow()
 
 
@@ -23,7 +24,8 @@ class SavedModelRunner:
         self.path = Path(path)
         if not (self.path / "saved_model.pb").is_file():
             raise UserError(f"{self.path}: not a TF SavedModel folder (no saved_model.pb)")
-        from converters.tf_compat import RUNTIME_NOISE, filtered_stderr
+        from contracts.stderr_filter import filtered_stderr
+        from contracts.tf_environment import RUNTIME_NOISE
         # TF's first device probe ("failed call to cuInit" without a GPU)
         with filtered_stderr(RUNTIME_NOISE, label=f"validation {name} runner"):
             self.loaded = tf.saved_model.load(str(self.path))

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.node_runtime import NODE_MINIMUM_TEXT, check_node_version
-from nanodet_ref.errors import UserError
-from nanodet_ref.paths import PROJECT_ROOT
+from contracts.errors import UserError
+from contracts.io_spec import IoSpec
+from contracts.node_runtime import NODE_MINIMUM_TEXT, check_node_version
+from contracts.paths import PROJECT_ROOT
 
-from .base import IoSpec, stack_items
+from .base import stack_items
 from .tensor_bundle import read_bundle, write_bundle
 
 JS_DIR = PROJECT_ROOT / "js"
 SCRIPT = JS_DIR / "run_graph_model.mjs"
 BACKENDS = ("wasm", "cpu")
-LAST_RUN_META: dict = {}  # the timings etc. of the latest run_tfjs_graph call
 
 
 def node_executable() -> str:
@@ -83,8 +83,9 @@ def run_tfjs_graph(model_json: Path, feeds: list[dict[str, np.ndarray]], output_
                "--output", str(dst), "--backend", backend, "--warmup", str(int(warmup))]
         if profile:
             cmd += ["--profile", "1"]
-        if output_names:
-            cmd += ["--outputs", ",".join(output_names)]
+        if output_names:   # by file: a list of every tapped tensor (validation.localize) outgrows a command line
+            (Path(tmp) / "outputs.json").write_text(json.dumps(list(output_names)))
+            cmd += ["--outputs-file", str(Path(tmp) / "outputs.json")]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -97,34 +98,30 @@ def run_tfjs_graph(model_json: Path, feeds: list[dict[str, np.ndarray]], output_
                 raise UserError(msg)
             raise RuntimeError(f"TFJS Node runner failed on {model_json}: {msg}")
         results, meta = read_bundle(dst)
-    LAST_RUN_META.clear()
-    LAST_RUN_META.update(meta)
     return (results, meta) if return_meta else results
-
-
-def read_signature(model_json: Path) -> dict:
-    """The ``signature`` block of a TFJS model.json (may be empty)."""
-    try:
-        return json.loads(Path(model_json).read_text()).get("signature") or {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{model_json}: cannot read TFJS model.json ({exc.__class__.__name__})") from None
 
 
 class TfjsNodeRunner:
     """The toolkit signature over a TFJS graph model run in Node."""
 
-    def __init__(self, model_dir: Path, io_spec: IoSpec, backend: str = "wasm", name: str = "tfjs"):
+    def __init__(self, model_dir: Path, io_spec: IoSpec, backend: str = "wasm", name: str = "tfjs",
+                 warmup: int = 0, profile: bool = False):
+        """``warmup``: untimed inferences of the first image before the timed ones; ``profile``: kernel times
+        per inference (``run_tfjs_graph``); both for the bench, whose timings come from ``meta``."""
         self.model_json = Path(model_dir) / "model.json" if Path(model_dir).is_dir() else Path(model_dir)
         if not self.model_json.is_file():
             raise UserError(f"{self.model_json}: TFJS model.json not found")
         self.io = io_spec
         self.backend = backend
         self.name = name
+        self.warmup = warmup
+        self.profile = profile
         self.meta: dict = {}
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = self.io.prepare_input(batch)
         feeds = [{self.io.input_name: x[i:i + 1]} for i in range(len(x))]
         wanted = [m.name for m in self.io.outputs.values()]
-        results, self.meta = run_tfjs_graph(self.model_json, feeds, wanted, self.backend, return_meta=True)
+        results, self.meta = run_tfjs_graph(self.model_json, feeds, wanted, self.backend, warmup=self.warmup,
+                                            return_meta=True, profile=self.profile)
         return stack_items([self.io.collect(r, str(self.model_json)) for r in results])

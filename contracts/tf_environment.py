@@ -57,7 +57,7 @@ import re
 import sys
 import types
 
-from .stderr_filter import filtered_stderr  # noqa: F401  (the stages, the runners and the tests use it from here)
+from .stderr_filter import filtered_stderr
 
 MARKER = "__nanodet_tfjs_substitute__"
 
@@ -92,37 +92,37 @@ def _hardmax(logits, name=None):
 class _Bernoulli:
     def __init__(self, *args, **kwargs):
         raise NotImplementedError("ONNX Bernoulli needs tensorflow_probability, which this toolkit does not "
-                                  "install (see converters/tf_compat.py)")
+                                  "install (see contracts/tf_environment.py)")
 
 
 def _convert_jax(*args, **kwargs):
     raise NotImplementedError("tensorflowjs' JAX conversion needs jax, which this toolkit does not install "
-                              "(see converters/tf_compat.py)")
+                              "(see contracts/tf_environment.py)")
 
 
 def _tensorflow_addons() -> dict[str, types.ModuleType]:
     seq2seq = _module("tensorflow_addons.seq2seq", "substitute: hardmax only", hardmax=_hardmax)
-    top = _module("tensorflow_addons", "substitute for tensorflow_addons (converters/tf_compat.py)",
+    top = _module("tensorflow_addons", "substitute for tensorflow_addons (contracts/tf_environment.py)",
                   seq2seq=seq2seq, __path__=[])
     return {"tensorflow_addons": top, "tensorflow_addons.seq2seq": seq2seq}
 
 
 def _tensorflow_probability() -> dict[str, types.ModuleType]:
     dists = _module("tensorflow_probability.distributions", "substitute: Bernoulli raises", Bernoulli=_Bernoulli)
-    top = _module("tensorflow_probability", "substitute for tensorflow_probability (converters/tf_compat.py)",
+    top = _module("tensorflow_probability", "substitute for tensorflow_probability (contracts/tf_environment.py)",
                   distributions=dists, __path__=[])
     return {"tensorflow_probability": top, "tensorflow_probability.distributions": dists}
 
 
 def _tensorflow_decision_forests() -> dict[str, types.ModuleType]:
     return {"tensorflow_decision_forests": _module(
-        "tensorflow_decision_forests", "substitute for tensorflow_decision_forests (converters/tf_compat.py)",
+        "tensorflow_decision_forests", "substitute for tensorflow_decision_forests (contracts/tf_environment.py)",
         __path__=[])}
 
 
 def _jax_conversion() -> dict[str, types.ModuleType]:
     return {"tensorflowjs.converters.jax_conversion": _module(
-        "tensorflowjs.converters.jax_conversion", "substitute: convert_jax raises (converters/tf_compat.py)",
+        "tensorflowjs.converters.jax_conversion", "substitute: convert_jax raises (contracts/tf_environment.py)",
         convert_jax=_convert_jax)}
 
 
@@ -219,7 +219,3 @@ def import_tensorflowjs():
     from tensorflowjs.converters import tf_saved_model_conversion_v2  # noqa: F401
     return tensorflowjs
 
-
-def installed() -> list[str]:
-    """Names of the stand-ins currently in ``sys.modules``."""
-    return [name for name in SUBSTITUTES if getattr(sys.modules.get(name), MARKER, False)]

@@ -1,5 +1,7 @@
 """Content hashes for artifacts and cache keys (sha256; no heavy imports).
 
+The manifest records the sha256 of every stage file (``check`` verifies them) and a digest per stage.
+
 A stage's cache key is the sha256 of a canonical JSON document holding its input hashes, its options, the versions
 of the packages it uses and a hash of the toolkit source files that shape its output: change any of them and the
 stage runs again; change nothing and its finished output is reused.
@@ -10,8 +12,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from nanodet_ref.paths import sha256_file  # noqa: F401  (re-exported: the stages hash with it)
 
+def sha256_file(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def file_hashes(path: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ import functools
 import re
 import subprocess
 
-from nanodet_ref.errors import UserError
+from .errors import UserError
 
 NODE_MINIMUM = (20, 9)
 NODE_MINIMUM_TEXT = ".".join(str(v) for v in NODE_MINIMUM)

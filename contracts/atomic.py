@@ -1,8 +1,10 @@
-"""Atomic writes: a file or folder is written under a temp name beside its target and renamed into place only
-on success (a whole artifact folder is swapped the same way: ``converters.staging``).
+"""Atomic writes, the one implementation: a file or folder is written under a temp name beside its target and
+renamed into place only on success (a whole artifact folder is swapped the same way: ``converters.staging``).
 
-Names of temporaries start with a dot (``.pictures.tmp-*``, ``.pictures.old-*``), so an interrupted write never
-leaves anything that looks finished; :func:`sweep` removes such leftovers at the next run.
+Names of temporaries start with a dot and carry a mark (``.report.md.tmp-*``, ``.pictures.tmp-*``,
+``.pictures.old-*``), so an interrupted write never leaves anything that looks finished; :func:`sweep` removes
+such leftovers at the next run. Files get the permissions a plain ``open(path, "w")`` would give (0666 less the
+umask: 0644 usually), not the private 0600 of a temp file.
 """
 from __future__ import annotations
 
@@ -78,20 +80,38 @@ def staged_output(target: Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json(path: Path, data) -> None:
-    """Write JSON through a temp file + rename (readers never see half a file)."""
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` through a temp file + rename (readers never see half a file); a failed write leaves no temp
+    file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-        os.chmod(tmp, 0o644)   # mkstemp makes it private; a manifest is meant to be read
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """:func:`write_bytes` of ``text`` in UTF-8."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data, indent: int = 2, default=str) -> None:
+    """:func:`write_text` of ``data`` as JSON (``default`` turns what JSON has no type for into a value), with a
+    final newline."""
+    write_text(path, json.dumps(data, indent=indent, default=default) + "\n")
 
 
 def is_leftover(name: str) -> bool:

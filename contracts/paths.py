@@ -6,7 +6,6 @@ It may be absent (a user's machine): callers must then fall back and say so.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -33,17 +32,10 @@ def shared_path(*parts: str) -> Path | None:
 
 
 def artifacts_dir() -> Path:
+    """Where artifact folders go: ``NANODET_ARTIFACTS``, else ``artifacts/`` of the project."""
     return Path(os.environ.get("NANODET_ARTIFACTS", PROJECT_ROOT / "artifacts"))
 
 
 def configs_dir() -> Path:
     return PROJECT_ROOT / "configs"
 
-
-def sha256_file(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
