@@ -56,27 +56,27 @@ browser: js
 
 # The JS module shipped beside tfjs/model.json: decode parity + end-to-end AP in Node (wasm).
 js-check: venv js
-	$(PY) -m validation.js_module_check $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) \
+	$(PY) -m commands js-check $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) \
 		$(call opt,--artifact,$(ARTIFACT)) \
 		$(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATIONS))
 
 convert: venv js
-	$(PY) -m converters.cli convert $(CONVERT_ARGS) $(DATA_ARGS)
+	$(PY) -m commands convert $(CONVERT_ARGS) $(DATA_ARGS)
 
 # An ad-hoc validation: written to artifacts/<name>/validations/<data>/, never over the accepted figures.
 validate: venv js
-	$(PY) -m validation.cli validate $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS) \
+	$(PY) -m commands validate $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS) \
 		$(if $(filter 1 yes true,$(LOCALIZE)),--localize)
 
 # The one step that changes the accepted figures (artifacts/<name>/validation.json) that `check` compares with.
 accept: venv js
-	$(PY) -m validation.cli accept $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS)
+	$(PY) -m commands accept $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS)
 
 check: venv js
-	$(PY) -m validation.cli check $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS)
+	$(PY) -m commands check $(MODEL_ARGS) $(DATA_ARGS) $(SUBSET_ARGS) $(STAGE_ARGS)
 
 bench: venv js
-	$(PY) -m validation.bench $(MODEL_ARGS)
+	$(PY) -m commands bench $(MODEL_ARGS)
 
 test: venv js
 	$(PY) -m pytest -q --durations=12 tests

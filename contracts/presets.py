@@ -1,5 +1,5 @@
 """Foreign artifacts we know: for each, the config it was made from, where it lies in the shared folder and its
-io spec (``validation.cli foreign --preset NAME``, ``validation.int64_audit --preset NAME``, the bench)."""
+io spec (``commands foreign --preset NAME``, ``commands audit --preset NAME``, the bench)."""
 from __future__ import annotations
 
 from .errors import UserError

@@ -13,10 +13,10 @@ from pathlib import Path
 from contracts.atomic import write_text
 from contracts.errors import UserError
 from contracts.io_spec import IoSpec
-from contracts.paths import PROJECT_ROOT
+from contracts.js_assets import packaged_js
 from contracts.signature import output_names
 
-TEMPLATE = PROJECT_ROOT / "js" / "nanodet.mjs"
+TEMPLATE = packaged_js() / "nanodet.mjs"
 MODULE_NAME = "nanodet.mjs"
 PLACEHOLDER = "/*@NANODET_CONFIG@*/ null"
 

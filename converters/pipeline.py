@@ -5,19 +5,15 @@ Each stage has a cache key (its input hashes + options + package versions + the 
 shape it). A run builds a whole new folder beside the artifact folder (``converters.staging``): a stage whose key
 matches the old manifest and whose old output still has the recorded sha256 goes into the new folder unchanged
 (hard links), another is copied from a sibling folder with the same key, the rest are built there. Then the
-manifest, then the optional hooks (``validation.int64_audit.audit_artifact_dir``, then
-``validation.api.validate_artifacts``, imported lazily and skipped where they do not exist) write their reports
-in the new folder, and the new folder replaces the old one in one swap. Before anything is built, the inputs are
-checked (the checkpoint is loaded strictly into the model). So a refused input, a failed stage or a killed run
-leaves the old folder byte-identical, and reports always describe the stage files beside them: the old reports
-go into the new folder only where every stage came out byte-identical.
+manifest, then the caller's checks (``post``: the convert command runs the int64 audit, then the validation)
+write their reports in the new folder, and the new folder replaces the old one in one swap. Before anything is
+built, the inputs are checked (the checkpoint is loaded strictly into the model). So a refused input, a failed
+stage or a killed run leaves the old folder byte-identical, and reports always describe the stage files beside
+them: the old reports go into the new folder only where every stage came out byte-identical.
 """
 from __future__ import annotations
 
 import fcntl
-import functools
-import importlib
-import importlib.util
 import shutil
 import time
 from contextlib import contextmanager
@@ -375,75 +371,17 @@ def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path,
     return results, man
 
 
-def optional_hook(module: str, function: str):
-    """``module.function`` where both exist, else None (the module may not be written yet)."""
-    try:
-        if importlib.util.find_spec(module) is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    fn = getattr(importlib.import_module(module), function, None)
-    return fn if callable(fn) else None
-
-
-def run_hooks(artifact_dir: Path, source: ModelSource, audit: bool, validate: bool, images=None, annotations=None,
-              log=log_stderr) -> dict:
-    done = {}
-    plan = [("audit", audit, "validation.int64_audit", "audit_artifact_dir", {}),
-            ("validation", validate, "validation.api", "validate_artifacts",
-             {"images": images, "annotations": annotations})]
-    for label, wanted, module, function, kwargs in plan:
-        if not wanted:
-            log(f"{label}: skipped (--no-{'audit' if label == 'audit' else 'validate'})")
-            continue
-        fn = optional_hook(module, function)
-        if fn is None:
-            log(f"{label}: skipped ({module}.{function} not available)")
-            continue
-        log(f"{label}: {module}.{function} ...")
-        t0 = time.perf_counter()
-        done[label] = {"result": fn(artifact_dir, source.cfg, **kwargs), "seconds": time.perf_counter() - t0}
-    return done
-
-
-def check_validation_data(source: ModelSource, validate: bool, images=None, annotations=None) -> None:
-    """The validation's own inputs (images, annotations given by the user), checked before anything is built."""
-    if not validate or (images is None and annotations is None):
-        return
-    fn = optional_hook("validation.api", "check_data")
-    if fn is not None:
-        fn(source.cfg, images, annotations)
-
-
 def convert(source: ModelSource, options: ConvertOptions, out: Path | None = None, force: bool = False,
-            audit: bool = True, validate: bool = True, images=None, annotations=None, log=log_stderr) -> RunResult:
+            post=None, log=log_stderr) -> RunResult:
+    """Build (or reuse) the artifact folder of ``source`` under ``options``. ``post(folder) -> dict`` runs on the new
+    folder before it replaces the old one (the caller's checks: the int64 audit, the validation); its answer is
+    ``RunResult.hooks``."""
     t0 = time.perf_counter()
     artifact_dir = Path(out) if out else default_artifact_dir(source, options)
     if source.checkpoint is None:
         log(f"WARNING: {source.name} has no checkpoint: weights: random (seed {source.seed}); detections are "
             f"meaningless, only the agreement between stages is")
-    check_validation_data(source, validate, images, annotations)
-    post = functools.partial(run_hooks, source=source, audit=audit, validate=validate, images=images,
-                             annotations=annotations, log=log)
     with artifact_lock(artifact_dir, log):
         results, man, hooks = build_artifact(source, options, artifact_dir, force=force, log=log, post=post)
     seconds = man.data["run"]["seconds"] if "run" in man.data else time.perf_counter() - t0
     return RunResult(artifact_dir, results, seconds, man.data, hooks)
-
-
-def format_table(results: list[StageResult]) -> str:
-    rows = [("stage", "output", "size", "seconds", "cached")]
-    for r in results:
-        rows.append((r.name, r.output, human_size(r.size), f"{r.seconds:.1f}", r.cached_label))
-    widths = [max(len(x) for x in col) for col in zip(*rows)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

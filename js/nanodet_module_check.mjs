@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Drive a rendered nanodet.mjs (the JS detection module written next to a TFJS model.json) in Node, for the
-// toolkit's checks (validation/js_module_check.py): TFJS runs with its own kernels (wasm or cpu backend).
+// toolkit's checks (validation/js_module_check.py, run by `python -m commands js-check`): TFJS runs with its own kernels (wasm or cpu backend).
 //
 // Usage: node js/nanodet_module_check.mjs COMMAND --module DIR/nanodet.mjs [--model DIR/model.json]
 //        [--backend wasm|cpu] ...

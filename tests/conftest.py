@@ -50,7 +50,7 @@ def conversion_m416(shared, test_output) -> Conversion:
 
     out = test_output / "artifacts" / "m-416"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--model", "m-416", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "commands", "convert", "--model", "m-416", "--out", str(out)],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=1800)
     (test_output / "convert-m-416.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     return Conversion(out, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)

@@ -28,7 +28,7 @@ def folder_hashes(folder: Path) -> dict[str, str]:
 
 
 def convert(*args: str, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "converters.cli", "convert", "--model", "m-416", "--out", str(out), *args],
+    return subprocess.run([PY, "-m", "commands", "convert", "--model", "m-416", "--out", str(out), *args],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
 
 
@@ -97,7 +97,7 @@ def test_a_refused_checkpoint_leaves_the_artifact_folder_byte_identical(good_cop
 @pytest.mark.slow
 def test_a_killed_force_rebuild_leaves_the_old_folder_and_the_next_run_sweeps(good_copy):
     before = folder_hashes(good_copy)
-    proc = subprocess.Popen([PY, "-m", "converters.cli", "convert", "--model", "m-416", "--out", str(good_copy),
+    proc = subprocess.Popen([PY, "-m", "commands", "convert", "--model", "m-416", "--out", str(good_copy),
                              "--force", "--no-validate", "--no-audit"], cwd=PROJECT_ROOT, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     seen = []

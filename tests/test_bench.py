@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from validation.bench import artifact_facts, rendering, variants
-from validation.bench.cli import main
+from commands.bench import main
 
 
 def test_bench_reads_the_peer_artifact(shared):

@@ -17,7 +17,7 @@ from nanodet_ref.model import build_model
 
 
 def run_cli(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "nanodet_ref", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "commands", "reference", *args], capture_output=True, text=True,
                           cwd=cwd or PROJECT_ROOT, timeout=120)
     return proc.returncode, proc.stderr.strip().splitlines()
 

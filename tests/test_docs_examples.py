@@ -223,7 +223,7 @@ def test_the_project_paths_named_in_the_docs_exist():
 
 
 def test_the_docs_pages_the_code_names_exist():
-    sources = [p for d in ("contracts", "nanodet_ref", "patches", "converters", "validation", "tests")
+    sources = [p for d in ("contracts", "nanodet_ref", "patches", "converters", "validation", "commands", "tests")
                for p in (PROJECT_ROOT / d).rglob("*.py")]
     sources += [p for pattern in ("js/*.mjs", "js/demo/*", ".ci/*", "Makefile", "pyproject.toml")
                 for p in PROJECT_ROOT.glob(pattern) if p.is_file()]

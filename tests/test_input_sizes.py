@@ -51,7 +51,7 @@ def test_the_pan_rule_is_exactly_what_the_model_runs_at(model):
 def test_a_size_the_neck_cannot_take_is_refused_on_one_line(tmp_path):
     path = config_copy(tmp_path, "m-416", REFUSED)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--config", str(path), "--out",
+    proc = subprocess.run([sys.executable, "-m", "commands", "convert", "--config", str(path), "--out",
                            str(out), "--no-validate", "--no-audit"], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     assert proc.returncode == 2, proc.stderr

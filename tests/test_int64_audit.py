@@ -226,7 +226,7 @@ def test_crafted_overflow_breaks_tfjs_and_int64_clamp_fixes_it(tmp_path):
 
 
 def test_cli_bad_file_is_one_line_error(capsys):
-    from validation.int64_audit.__main__ import main
+    from commands.audit import main
     assert main(["--onnx", "no/such/model.onnx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --onnx no/such/model.onnx")

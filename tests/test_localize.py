@@ -345,4 +345,4 @@ def test_make_validate_passes_localize():
     assert "--localize" in out
     out = subprocess.run(["make", "-n", "validate", "MODEL=m-416"], cwd=PROJECT_ROOT, capture_output=True,
                          text=True).stdout
-    assert "validation.cli validate" in out and "--localize" not in out
+    assert "commands validate" in out and "--localize" not in out

@@ -19,7 +19,7 @@ def convert(tmp_path, *args, path: str):
     notes = tmp_path / "notes.pth"
     notes.write_text("not weights\n")
     env = {**os.environ, "PATH": path, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--model", "m-416", "--checkpoint",
+    return subprocess.run([sys.executable, "-m", "commands", "convert", "--model", "m-416", "--checkpoint",
                            str(notes), "--out", str(tmp_path / "out"), *args], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -93,7 +93,7 @@ def test_one_minimum_everywhere():
     for name, text in texts.items():
         said = set(re.findall(r"Node(?:\.js)? >= ?(\d+(?:\.\d+)?)", text))
         assert said == {NODE_MINIMUM_TEXT}, (name, said)
-    code = [p for d in ("converters", "validation", "nanodet_ref") for p in (PROJECT_ROOT / d).rglob("*.py")]
+    code = [p for d in ("contracts", "converters", "validation", "nanodet_ref", "commands") for p in (PROJECT_ROOT / d).rglob("*.py")]
     for path in code:
         said = set(re.findall(r"Node(?:\.js)? >= ?(\d+(?:\.\d+)?)", path.read_text()))
         assert said <= {NODE_MINIMUM_TEXT}, (path.name, said)

@@ -33,7 +33,7 @@ def test_model_converts_and_validates(model, photos, test_output):
     expected_weights = ("checkpoint nanodet-m-320.pth"
                         if model == "m-320" and shared_path("weights", "nanodet-m-320.pth") else "random (seed 0)")
     out = test_output / "artifacts" / model
-    proc = subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--model", model, "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "commands", "convert", "--model", model, "--out", str(out),
                            "--images", str(photos)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=1200)
     (test_output / f"convert-{model}.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]

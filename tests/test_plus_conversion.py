@@ -19,7 +19,7 @@ STAGES = ("onnx", "onnx_sim", "saved_model", "tfjs")
 @pytest.mark.slow
 def test_plus_m_320_converts_exactly(shared, test_output):
     out = test_output / "artifacts" / "plus-m-320"
-    proc = subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--model", "plus-m-320", "--out",
+    proc = subprocess.run([sys.executable, "-m", "commands", "convert", "--model", "plus-m-320", "--out",
                            str(out)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=1200)
     (test_output / "convert-plus-m-320.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]

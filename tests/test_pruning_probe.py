@@ -75,7 +75,7 @@ def test_conv_macs_counts_what_runs():
 def test_refusals():
     with pytest.raises(UserError, match="no ShuffleNetV2 units"):
         probe.rank_channels(nn.Sequential(nn.Conv2d(3, 3, 1)), [torch.zeros(1, 3, 4, 4)])
-    run = subprocess.run([sys.executable, "-m", "validation.pruning_probe", "--shares", "0.1,abc"],
+    run = subprocess.run([sys.executable, "-m", "commands", "pruning-probe", "--shares", "0.1,abc"],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith("error: --shares: '0.1,abc'")
@@ -85,7 +85,7 @@ def test_refusals():
 def test_real_checkpoint_dead_only_keeps_ap_and_ten_percent_loses_it(shared):
     """m-416 on the 40 shared images: removing only the dead channels' multiply-adds (4.2 %) keeps AP; removing
     10 % (less than 2x needs) loses far more than the issue's 0.002 window."""
-    from nanodet_ref.cli import default_dataset, reference_detections
+    from nanodet_ref.inference import default_dataset, reference_detections
     from nanodet_ref.checkpoint import load_weights
     from nanodet_ref.config import load_config
     from nanodet_ref.model import build_model

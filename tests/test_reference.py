@@ -62,7 +62,7 @@ def test_preprocessing_from_jpeg_matches_golden_input(shared):
 @pytest.mark.parametrize("name,expected", [("m-416", 0.329), ("m-320", 0.303),
                                            ("plus-m-416", 0.3972), ("plus-m-320", 0.3502)])
 def test_reference_coco_ap_matches_published_table(shared, name, expected):
-    from nanodet_ref.cli import reference_detections
+    from nanodet_ref.inference import reference_detections
     from nanodet_ref.preprocess import list_images
     from validation.coco_ap import CocoAnnotations
 

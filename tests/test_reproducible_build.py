@@ -56,7 +56,7 @@ def test_fingerprint_uuid_follows_the_hashes():
 @pytest.mark.slow
 def test_two_builds_of_m416_are_byte_identical(converted_m416, tmp_path):
     again = tmp_path / "m-416"
-    r = subprocess.run([sys.executable, "-m", "converters.cli", "convert", "--model", "m-416", "--force",
+    r = subprocess.run([sys.executable, "-m", "commands", "convert", "--model", "m-416", "--force",
                         "--no-validate", "--no-audit", "--out", str(again)], cwd=PROJECT_ROOT,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]

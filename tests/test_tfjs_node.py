@@ -99,7 +99,7 @@ def test_missing_weight_shard_is_a_user_error_from_node(tmp_path):
 @pytest.mark.slow
 def test_foreign_cli_on_the_peer(shared, tmp_path):
     out = tmp_path / "peer"
-    r = subprocess.run([sys.executable, "-m", "validation.cli", "foreign", "--preset", "vladmandic-nanodet-m",
+    r = subprocess.run([sys.executable, "-m", "commands", "foreign", "--preset", "vladmandic-nanodet-m",
                         "--limit", "2", "--out", str(out)], cwd=PROJECT_ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

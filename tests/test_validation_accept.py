@@ -21,7 +21,7 @@ ACCEPTED = ("validation.json", "report.md", "pictures")
 
 
 def cli(command: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "validation.cli", command, "--model", "m-416", "--artifacts",
+    return subprocess.run([sys.executable, "-m", "commands", command, "--model", "m-416", "--artifacts",
                            str(folder), *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
 
 

@@ -1,4 +1,4 @@
-"""``validation.cli check`` catches a tampered artifact: one weight value edited in the TFJS .bin shard.
+"""``python -m commands check`` catches a tampered artifact: one weight value edited in the TFJS .bin shard.
 
 Takes an already-converted artifact folder (with manifest.json and the accepted validation.json):
 $NANODET_TEST_ARTIFACT where set, else the session's end-to-end conversion (``converted_m416`` in conftest.py).
@@ -48,7 +48,7 @@ def tamper_tfjs_weight(model_json: Path) -> str:
 
 
 def run_check(folder: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "validation.cli", "check", "--model", "m-416", "--artifacts",
+    return subprocess.run([sys.executable, "-m", "commands", "check", "--model", "m-416", "--artifacts",
                            str(folder), "--stages", "tfjs", "--limit", "3", *extra], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=600)
 

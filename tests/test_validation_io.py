@@ -75,14 +75,14 @@ def test_fallback_photos_without_shared_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_user_error_is_one_line_without_traceback():
-    r = subprocess.run([sys.executable, "-m", "validation.cli", "validate", "--model", "no-such-model"],
+    r = subprocess.run([sys.executable, "-m", "commands", "validate", "--model", "no-such-model"],
                        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: unknown MODEL") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_cli_bad_options_name_the_option(tmp_path, capsys):
-    from validation.cli import main
+    from commands.validate import main
 
     def err(*args):
         code = main(list(args))

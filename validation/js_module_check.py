@@ -17,28 +17,24 @@ Two checks, both with TFJS's own kernels (wasm backend by default):
    it was replaced.
 
 Why: the module is what JS users run; it re-implements pre- and post-processing, so it must be shown to be the
-reference, not just "look right".  CLI: ``python -m validation.js_module_check --artifact artifacts/m-416``.
+reference, not just "look right".  CLI: ``python -m commands js-check --artifact artifacts/m-416``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from contracts.errors import UserError
-from contracts.paths import PROJECT_ROOT, artifacts_dir
+from contracts.js_assets import install_hint, js_dir
 from contracts.signature import output_names
-from nanodet_ref.config import load_config
 from nanodet_ref.decode import Detection, decode
 from nanodet_ref.preprocess import preprocess_file
 
-JS_DIR = PROJECT_ROOT / "js"
-SCRIPT = JS_DIR / "nanodet_module_check.mjs"
+SCRIPT = "nanodet_module_check.mjs"   # in contracts.js_assets.js_dir()
 BOX_TOL_PX = 0.5
 SCORE_TOL = 1e-4
 AP_TOL_SAME_PIXELS = 1e-4
@@ -50,7 +46,7 @@ DECODER = "sharp"  # the npm package that decodes image files in js/nanodet_modu
 def node_command() -> list[str]:
     from validation.runners.tfjs_node import node_executable
 
-    return [node_executable(), str(SCRIPT)]
+    return [node_executable(), str(js_dir() / SCRIPT)]
 
 
 def module_paths(artifact: Path) -> tuple[Path, Path]:
@@ -68,8 +64,8 @@ def module_paths(artifact: Path) -> tuple[Path, Path]:
 
 
 def check_node_modules() -> None:
-    if not (JS_DIR / "node_modules" / DECODER).is_dir():
-        raise UserError(f"{JS_DIR / 'node_modules'}: npm packages missing ({DECODER}): run `make js`")
+    if not (js_dir() / "node_modules" / DECODER).is_dir():
+        raise UserError(f"{js_dir() / 'node_modules'}: npm packages missing ({DECODER}): {install_hint()}")
 
 
 def run_node(command: str, module: Path | None, model: Path | None, extra: list[str], backend: str = "wasm",
@@ -80,9 +76,9 @@ def run_node(command: str, module: Path | None, model: Path | None, extra: list[
         cmd += ["--module", str(module)]
     if model is not None:
         cmd += ["--model", str(model), "--backend", backend]
-    proc = subprocess.run(cmd + extra, cwd=JS_DIR, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd + extra, cwd=js_dir(), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"node {SCRIPT.name} {command} failed:\n{proc.stderr.strip()[-3000:]}")
+        raise RuntimeError(f"node {SCRIPT} {command} failed:\n{proc.stderr.strip()[-3000:]}")
 
 
 def decoder_pixels(paths: list[Path], work: Path) -> dict:
@@ -244,7 +240,7 @@ def check_js_module(artifact: Path, cfg, images=None, annotations=None, limit: i
 
 def jpeg_decoder_version() -> str:
     """The Node image decoder, e.g. ``sharp 0.35.5 (vips 8.18.7, mozjpeg 0826579, png 1.6.58)``."""
-    modules = JS_DIR / "node_modules"
+    modules = js_dir() / "node_modules"
     try:
         version = json.loads((modules / DECODER / "package.json").read_text())["version"]
     except (OSError, json.JSONDecodeError, KeyError):
@@ -258,28 +254,3 @@ def jpeg_decoder_version() -> str:
             continue
     parts = [f"{k} {libs[k]}" for k in ("vips", "mozjpeg", "png") if k in libs]
     return f"{DECODER} {version}" + (f" ({', '.join(parts)})" if parts else "")
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m validation.js_module_check", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="m-416", help="model name (default m-416)")
-    ap.add_argument("--config", help="a config file instead of --model")
-    ap.add_argument("--artifact", help="artifact folder holding tfjs/ (default artifacts/<model>)")
-    ap.add_argument("--images", help="image folder (default: the shared COCO set)")
-    ap.add_argument("--annotations", help="COCO annotations for --images")
-    ap.add_argument("--limit", type=int, help="first N images only")
-    ap.add_argument("--backend", default="wasm", choices=("wasm", "cpu"))
-    args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config or args.model)
-        artifact = Path(args.artifact) if args.artifact else artifacts_dir() / cfg.name
-        result = check_js_module(artifact, cfg, args.images, args.annotations, args.limit, args.backend)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(json.dumps(result, indent=2))
-    return 0 if result["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

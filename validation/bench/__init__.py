@@ -1,4 +1,4 @@
-"""The bench (``python -m validation.bench``, ``make bench``): size, graph ops, latency and AP of every artifact.
+"""The bench (``python -m commands bench``, ``make bench``): size, graph ops, latency and AP of every artifact.
 
 One run measures, for each artifact: size on disk (model.json + weight shards), graph op count and Transposes
 (from model.json), latency in Node with TFJS itself (wasm, single-threaded SIMD, and cpu; load, first inference,
@@ -15,7 +15,7 @@ Modules, in the order a run uses them:
 - ``measurement``: latency (TFJS in Node, PyTorch and onnxruntime in Python), interleaved rounds, kernel profile;
 - ``rows``: one table row per artifact, a failed one marked with its error;
 - ``rendering``: the markdown table, the kernel split and the target lines;
-- ``cli``: the command line (``__main__`` runs it).
+- the command line is ``commands.bench``.
 """
 from .artifact_facts import op_counts, tfjs_size
 

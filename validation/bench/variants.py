@@ -3,7 +3,7 @@
 Rows: PyTorch, onnxruntime (the artifact's ``model.onnx``), our TFJS models (``VARIANTS``: backend x weight
 storage) and the peer, the shared TFJS artifact of the ``vladmandic-nanodet-m`` preset (``contracts.presets``,
 its io spec included), measured only for the model that preset names. A variant not built yet is converted
-through the converter's own command line in a child process (``python -m converters.cli convert ...
+through the converter's own command line in a child process (``python -m commands convert ...
 --no-validate``; stages already built are reused); its progress streams to our stderr, and a failure carries
 the converter's own last ``error:`` line (or how the process died), so that the row says why.
 """
@@ -113,7 +113,7 @@ def convert_variant(model: str, backend: str, quantize: str | None) -> Path:
     RuntimeError where it fails, carrying the converter's own last ``error:`` line (or how the process died).
     """
     artifact = variant_dir(model, backend, quantize)
-    cmd = [sys.executable, "-m", "converters.cli", "convert", "--model", model, "--no-validate"]
+    cmd = [sys.executable, "-m", "commands", "convert", "--model", model, "--no-validate"]
     if backend != "onnx_tf":
         cmd += ["--backend", backend]
     if quantize:

@@ -5,7 +5,7 @@ package finds every int64 value on every stage (ONNX, simplified ONNX, SavedMode
 narrowing makes of each value outside the int32 range, which consumers change meaning and which outputs,
 classes and box sides they reach (``audit_onnx``, ``audit_saved_model``, ``audit_tfjs``), and checks TFJS
 against PyTorch per class channel in Node (``dynamic``). ``audit_artifact_dir`` does it all for an artifact
-folder and writes ``audit.json``; ``python -m validation.int64_audit`` is the command line. The fix is the ONNX
+folder and writes ``audit.json``; ``python -m commands audit`` is the command line. The fix is the ONNX
 rewrite ``patches/int64_clamp.py``.
 """
 from __future__ import annotations

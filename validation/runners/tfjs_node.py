@@ -17,14 +17,13 @@ import numpy as np
 
 from contracts.errors import UserError
 from contracts.io_spec import IoSpec
+from contracts.js_assets import install_hint, js_dir
 from contracts.node_runtime import NODE_MINIMUM_TEXT, check_node_version
-from contracts.paths import PROJECT_ROOT
 
 from .base import stack_items
 from .tensor_bundle import read_bundle, write_bundle
 
-JS_DIR = PROJECT_ROOT / "js"
-SCRIPT = JS_DIR / "run_graph_model.mjs"
+SCRIPT = "run_graph_model.mjs"   # in contracts.js_assets.js_dir()
 BACKENDS = ("wasm", "cpu")
 
 
@@ -43,9 +42,10 @@ def node_executable() -> str:
 
 
 def _check_js_packages(backend: str) -> None:
-    pkg = JS_DIR / "node_modules" / "@tensorflow" / f"tfjs-backend-{backend}"
-    if not (JS_DIR / "node_modules" / "@tensorflow" / "tfjs-converter").is_dir() or not pkg.is_dir():
-        raise UserError(f"{JS_DIR / 'node_modules'}: TFJS npm packages missing: run `make js`")
+    modules = js_dir() / "node_modules"
+    if not (modules / "@tensorflow" / "tfjs-converter").is_dir() or not (modules / "@tensorflow" /
+                                                                          f"tfjs-backend-{backend}").is_dir():
+        raise UserError(f"{modules}: TFJS npm packages missing: {install_hint()}")
 
 
 def check_environment(backend: str = "wasm") -> None:
@@ -79,7 +79,7 @@ def run_tfjs_graph(model_json: Path, feeds: list[dict[str, np.ndarray]], output_
     with tempfile.TemporaryDirectory(prefix="tfjs-run-") as tmp:
         src, dst = Path(tmp) / "in.ndtb", Path(tmp) / "out.ndtb"
         write_bundle(src, feeds)
-        cmd = [node, str(SCRIPT), "--model", str(model_json.resolve()), "--input", str(src),
+        cmd = [node, str(js_dir() / SCRIPT), "--model", str(model_json.resolve()), "--input", str(src),
                "--output", str(dst), "--backend", backend, "--warmup", str(int(warmup))]
         if profile:
             cmd += ["--profile", "1"]

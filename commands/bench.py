@@ -1,4 +1,4 @@
-"""``python -m validation.bench --model m-416`` (``make bench``): size, graph ops, latency and AP of every artifact.
+"""``python -m commands bench --model m-416`` (``make bench``): size, graph ops, latency and AP of every artifact.
 
 Variants not built yet are converted first (``validation.bench.variants``), then every row is measured
 (``rows``), the TFJS rows' kernels profiled and their wasm latency re-timed in interleaved rounds, and the tables
@@ -19,12 +19,12 @@ from contracts.atomic import write_text
 from contracts.errors import ReportedError, UserError, run_main
 from contracts.paths import artifacts_dir
 
-from .data import load_bench_data
-from .measurement import torch_threads
-from .progress import log
-from .rendering import render, targets
-from .rows import measure_rows, refine_latency
-from .variants import PROFILED, prepare_variants, wanted_labels
+from validation.bench.data import load_bench_data
+from validation.bench.measurement import torch_threads
+from validation.bench.progress import log
+from validation.bench.rendering import render, targets
+from validation.bench.rows import measure_rows, refine_latency
+from validation.bench.variants import PROFILED, prepare_variants, wanted_labels
 
 
 class BenchFailed(ReportedError):
@@ -32,7 +32,7 @@ class BenchFailed(ReportedError):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m validation.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m commands bench", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="m-416", help="model name in configs/ (default m-416)")
     p.add_argument("--config", help="(not supported: bench compares named models with the peer)")
     p.add_argument("--checkpoint", help="(not supported by bench)")

@@ -1,8 +1,8 @@
 """Command line of the int64 audit, for our artifacts and foreign ones.
 
-  python -m validation.int64_audit --artifacts artifacts/m-416            # all stages + dynamic check
-  python -m validation.int64_audit --onnx model.onnx                       # static ONNX audit only
-  python -m validation.int64_audit --tfjs DIR [--saved-model DIR] [--preset vladmandic-nanodet-m | --io-spec J]
+  python -m commands audit --artifacts artifacts/m-416            # all stages + dynamic check
+  python -m commands audit --onnx model.onnx                       # static ONNX audit only
+  python -m commands audit --tfjs DIR [--saved-model DIR] [--preset vladmandic-nanodet-m | --io-spec J]
         [--model m-416] [--dynamic] [--class 61] [--json OUT]              # a TFJS model, ours or foreign
 
 Exit status: 0 when no finding is left unfixed, 1 when some is, 2 for bad input (``error: ...``).
@@ -10,7 +10,6 @@ Exit status: 0 when no finding is left unfixed, 1 when some is, 2 for bad input 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from contracts.errors import UserError, run_main
@@ -26,7 +25,7 @@ def _cfg(args, manifest: Manifest | None = None):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m validation.int64_audit",
+    p = argparse.ArgumentParser(prog="python -m commands audit",
                                 description="Find int64 values that TFJS narrows to int32, and what they change.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--artifacts", help="an artifact folder (model.onnx, model.sim.onnx, saved_model/, tfjs/)")
@@ -60,8 +59,8 @@ def _main(argv=None) -> int:
 
 
 def run(args) -> dict:
-    from .audit import audit_artifact_dir, print_summary, static_audit, summary_counts
-    from .dynamic import class_report
+    from validation.int64_audit.audit import audit_artifact_dir, print_summary, static_audit, summary_counts
+    from validation.int64_audit.dynamic import class_report
 
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
@@ -95,7 +94,7 @@ def _run_tfjs(args) -> dict:
     from contracts.presets import find_preset, preset_io_spec
     from contracts.signature import output_shapes
 
-    from .audit import print_summary, run_dynamic_for, static_audit, summary_counts
+    from validation.int64_audit.audit import print_summary, run_dynamic_for, static_audit, summary_counts
 
     path = Path(args.tfjs)
     model_json = path / "model.json" if path.is_dir() else path
@@ -137,6 +136,3 @@ def _run_tfjs(args) -> dict:
 def main(argv=None) -> int:
     return run_main(_main, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Command line: ``python -m validation.cli validate | accept | check | foreign``.
+"""Command line: ``python -m commands validate | accept | check | foreign``.
 
 validate  run every stage of an artifact folder against PyTorch; writes validation.json, report.md, pictures/
           into ``validations/<name>/`` of the folder, named after the data (``default``, the images folder's
@@ -22,7 +22,7 @@ from pathlib import Path
 from contracts.errors import ReportedError, UserError, run_main
 from contracts.paths import artifacts_dir, shared_path
 
-from .runners.tfjs_node import BACKENDS
+from validation.runners.tfjs_node import BACKENDS
 
 
 class ValidationFailed(ReportedError):
@@ -42,7 +42,7 @@ def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m validation.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m commands", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="validate an artifact folder against PyTorch")
     _common(v)
@@ -86,7 +86,7 @@ def artifact_folder(args, cfg) -> Path:
     folder = artifacts_dir() / cfg.name
     if not folder.is_dir():
         raise UserError(f"{folder}: artifact folder not found: convert first "
-                        f"(python -m converters.cli convert --model {cfg.name}) or give --artifacts")
+                        f"(python -m commands convert --model {cfg.name}) or give --artifacts")
     return folder
 
 
@@ -108,7 +108,7 @@ def _failed(report: dict) -> list[str]:
 def cmd_validate(args) -> int:
     from converters.pipeline import artifact_lock
 
-    from .api import adhoc_dir, adhoc_name, validate_artifacts
+    from validation.api import adhoc_dir, adhoc_name, validate_artifacts
 
     cfg = _config(args)
     folder = artifact_folder(args, cfg)
@@ -129,8 +129,8 @@ def cmd_accept(args) -> int:
     from contracts.manifest import Manifest
     from converters.pipeline import artifact_lock
 
-    from .accept import describes_current_stages, promote, read_report
-    from .api import adhoc_dir, adhoc_name, validate_artifacts
+    from validation.accept import describes_current_stages, promote, read_report
+    from validation.api import adhoc_dir, adhoc_name, validate_artifacts
 
     cfg = _config(args)
     folder = artifact_folder(args, cfg)
@@ -168,16 +168,16 @@ def _check(args, cfg, folder: Path) -> int:
     from contracts.atomic import write_json
     from contracts.manifest import Manifest
 
-    from . import artifacts as art
-    from .accept import accepted_data, describes_current_stages
-    from .api import validate_artifacts
-    from .evaluate import tolerances
-    from .regression import compare_reports
+    from validation import artifacts as art
+    from validation.accept import accepted_data, describes_current_stages
+    from validation.api import validate_artifacts
+    from validation.evaluate import tolerances
+    from validation.regression import compare_reports
 
     accepted_path = folder / "validation.json"
     if not accepted_path.is_file():
         raise UserError(f"{accepted_path}: no accepted figures (convert with validation, or run "
-                        f"`python -m validation.cli accept`)")
+                        f"`python -m commands accept`)")
     try:
         accepted = json.loads(accepted_path.read_text())
     except json.JSONDecodeError as exc:
@@ -220,7 +220,7 @@ def cmd_foreign(args) -> int:
     from contracts.presets import find_preset, preset_io_spec
     from contracts.signature import output_names
 
-    from .api import validate_foreign
+    from validation.api import validate_foreign
 
     if args.preset and args.io_spec:
         raise UserError("give --preset or --io-spec, not both")
@@ -247,7 +247,7 @@ def cmd_foreign(args) -> int:
         io = load_io_spec(args.io_spec, "--io-spec", output_names(cfg.strides))
         name = Path(tfjs).name if Path(tfjs).is_dir() else Path(tfjs).parent.name
     out = Path(args.out) if args.out else artifacts_dir() / f"foreign-{name}"
-    command = "python -m validation.cli " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m commands " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = validate_foreign(tfjs, cfg, io, out, args.images, args.annotations, args.tfjs_backend,
                               args.checkpoint, limit=args.limit, command=command)
     print(f"wrote {out / 'validation.json'} and report.md", file=sys.stderr)
@@ -265,6 +265,3 @@ def _main(argv=None) -> int:
 def main(argv=None) -> int:
     return run_main(_main, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,10 @@
-"""``python -m converters.cli convert``: convert a NanoDet model to ONNX, SavedModel and TFJS (``make convert``).
+"""``python -m commands convert``: convert a NanoDet model to ONNX, SavedModel and TFJS (``make convert``).
 
-    python -m converters.cli convert --model m-416
-    python -m converters.cli convert --config path/to/nanodet.yml --checkpoint model.ckpt --quantize float16
+    python -m commands convert --model m-416
+    python -m commands convert --config path/to/nanodet.yml --checkpoint model.ckpt --quantize float16
+
+After the stages, the int64 audit and then the validation run on the new folder (``post_conversion_checks``)
+before it replaces the old one.
 
 Bad input (unknown model, missing/corrupt/mismatched checkpoint, unsupported opset, an input size the model cannot
 take, Node.js >= 20.9 missing where validation or the audit needs it) prints ``error: <one line>`` and exits 2,
@@ -10,18 +13,20 @@ leaving no finished-looking artifact. A tool failure or a failed validation exit
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
+import time
 
+from commands.console import stage_table
 from contracts.errors import UserError, run_main
 from contracts.node_runtime import NODE_MINIMUM_TEXT, check_node_version
-
-from .options import BACKENDS, DEFAULT_BACKEND, PATCH_CHOICES, QUANTIZE_CHOICES, SUPPORTED_OPSETS
+from converters.options import BACKENDS, DEFAULT_BACKEND, PATCH_CHOICES, QUANTIZE_CHOICES, SUPPORTED_OPSETS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m converters.cli", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m commands", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("convert", help="PyTorch -> ONNX -> simplified ONNX -> SavedModel -> TFJS")
     which = c.add_mutually_exclusive_group(required=True)
@@ -70,19 +75,44 @@ def check_paths(args) -> None:
         raise UserError(f"--out {args.out}: exists and is not a folder")
 
 
+def post_conversion_checks(args, cfg, folder) -> dict:
+    """What runs on the new artifact folder before it replaces the old one (the pipeline's ``post``): the int64
+    audit, then the validation, each unless skipped. Returns {label: {"result", "seconds"}}."""
+    from converters.context import log_stderr as log
+    from validation.api import validate_artifacts
+    from validation.int64_audit import audit_artifact_dir
+
+    plan = (("audit", not args.no_audit, "--no-audit", "validation.int64_audit.audit_artifact_dir",
+             audit_artifact_dir, {}),
+            ("validation", not args.no_validate, "--no-validate", "validation.api.validate_artifacts",
+             validate_artifacts, {"images": args.images, "annotations": args.annotations}))
+    done = {}
+    for label, wanted, flag, name, fn, kwargs in plan:
+        if not wanted:
+            log(f"{label}: skipped ({flag})")
+            continue
+        log(f"{label}: {name} ...")
+        t0 = time.perf_counter()
+        done[label] = {"result": fn(folder, cfg, **kwargs), "seconds": time.perf_counter() - t0}
+    return done
+
+
 def cmd_convert(args) -> int:
     require_node(args)
-    from .options import ConvertOptions
-    from .pipeline import convert, format_table
-    from .sources import resolve
+    from converters.options import ConvertOptions
+    from converters.pipeline import convert
+    from converters.sources import resolve
 
     check_paths(args)
     source = resolve(model=args.model, config=args.config, checkpoint=args.checkpoint)
+    if not args.no_validate and (args.images is not None or args.annotations is not None):
+        from validation.api import check_data
+        check_data(source.cfg, args.images, args.annotations)   # the user's data, checked before anything is built
     opset = args.opset if args.opset is not None else source.cfg.toolkit.get("export", {}).get("opset", 10)
     options = ConvertOptions(opset=opset, quantize=args.quantize, backend=args.backend, patches=args.patches)
-    result = convert(source, options, out=args.out, force=args.force, audit=not args.no_audit,
-                     validate=not args.no_validate, images=args.images, annotations=args.annotations)
-    print(format_table(result.stages))
+    result = convert(source, options, out=args.out, force=args.force,
+                     post=functools.partial(post_conversion_checks, args, source.cfg))
+    print(stage_table(result.stages))
     weights = result.manifest.get("weights")
     print(f"{result.artifact_dir}  ({weights}; stages {result.seconds:.1f} s)")
     validation = (result.hooks.get("validation") or {}).get("result")
@@ -109,6 +139,3 @@ def _main(argv=None) -> int:
 def main(argv=None) -> int:
     return run_main(_main, argv, crash_message="conversion failed")
 
-
-if __name__ == "__main__":
-    sys.exit(main())
