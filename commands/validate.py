@@ -182,6 +182,10 @@ def _check(args, cfg, folder: Path) -> int:
         accepted = json.loads(accepted_path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{accepted_path}: not valid JSON ({exc.msg})") from None
+    except OSError as exc:
+        raise UserError(f"{accepted_path}: not readable ({exc.strerror or exc.__class__.__name__})") from None
+    if not isinstance(accepted, dict):
+        raise UserError(f"{accepted_path}: not a validation report (a JSON object is expected)")
     manifest = Manifest.load(folder)
     hash_problems = art.verify_hashes(folder, manifest)
     if not manifest:
@@ -213,6 +217,22 @@ def _check(args, cfg, folder: Path) -> int:
         raise ValidationFailed("regression: " + "; ".join(regressions[:8]))
     print(f"[check] {folder.name}: no regression against {accepted_path.name}", file=sys.stderr)
     return 0
+
+
+def check_foreign_out(out: Path) -> None:
+    """The report of a foreign model goes to a new or empty folder, or one holding such a report already: its
+    validation.json, report.md and pictures/ would otherwise overwrite a user's files of the same names."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    try:
+        earlier = json.loads((out / "validation.json").read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if any(out.iterdir()) and not (isinstance(earlier, dict) and earlier.get("foreign") is True):
+        raise UserError(f"--out {out}: not empty and holds no earlier foreign-model report: give a new or empty "
+                        f"folder")
 
 
 def cmd_foreign(args) -> int:
@@ -247,6 +267,7 @@ def cmd_foreign(args) -> int:
         io = load_io_spec(args.io_spec, "--io-spec", output_names(cfg.strides))
         name = Path(tfjs).name if Path(tfjs).is_dir() else Path(tfjs).parent.name
     out = Path(args.out) if args.out else artifacts_dir() / f"foreign-{name}"
+    check_foreign_out(out)
     command = "python -m commands " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = validate_foreign(tfjs, cfg, io, out, args.images, args.annotations, args.tfjs_backend,
                               args.checkpoint, limit=args.limit, command=command)

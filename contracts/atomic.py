@@ -119,11 +119,28 @@ def is_leftover(name: str) -> bool:
     return name.startswith(".") and (TMP_MARK in name or OLD_MARK in name)
 
 
+def _restore_cut_swap(folder: Path) -> list[str]:
+    """A folder swap (``replace_into_place``) killed between its two renames leaves the target absent and the old
+    complete copy in ``.<name>.old-*/<name>``: put that copy back before anything is removed."""
+    restored = []
+    for holder in sorted(folder.iterdir()):
+        if not (holder.is_dir() and holder.name.startswith(".") and OLD_MARK in holder.name):
+            continue
+        name = holder.name[1:holder.name.index(OLD_MARK)]
+        kept = holder / name
+        if name and kept.exists() and not (folder / name).exists():
+            os.replace(kept, folder / name)
+            restored.append(name)
+    return restored
+
+
 def sweep(folder: Path) -> list[str]:
-    """Remove temporaries left by an interrupted run; return their names."""
+    """Remove temporaries left by an interrupted run (after putting back a folder whose swap was cut between its
+    two renames); return the names removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    _restore_cut_swap(folder)
     gone = []
     for p in folder.iterdir():
         if is_leftover(p.name):

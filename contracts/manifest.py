@@ -78,6 +78,14 @@ class Manifest:
     def __bool__(self) -> bool:
         return bool(self.data)
 
+    @classmethod
+    def is_ours(cls, directory: Path) -> bool:
+        """Whether ``directory/manifest.json`` is a manifest this toolkit wrote (its name, stage list and stages),
+        not some other program's file of the same name (web apps and extensions have one too)."""
+        data = cls.load(directory, strict=False).data
+        return (isinstance(data.get("name"), str) and isinstance(data.get("stages_completed"), list)
+                and isinstance(data.get("stages"), dict))
+
     # -- the artifact ---------------------------------------------------------------------------------------
     @property
     def name(self) -> str | None:

@@ -173,8 +173,9 @@ def artifact_lock(artifact_dir: Path, log=log_stderr):
         try:
             for note in staging.recover(artifact_dir):
                 log(note)
-            for name in sweep(artifact_dir):   # e.g. a promotion by `accept` cut off half-way
-                log(f"removed leftover of an interrupted run: {artifact_dir.name}/{name}")
+            if Manifest.is_ours(artifact_dir):   # never sweep a folder that is not ours (a mistyped --out)
+                for name in sweep(artifact_dir):   # e.g. a promotion by `accept` cut off half-way
+                    log(f"removed leftover of an interrupted run: {artifact_dir.name}/{name}")
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
@@ -210,11 +211,12 @@ def check_folder(artifact_dir: Path) -> None:
         return
     if not artifact_dir.is_dir():
         raise UserError(f"{artifact_dir}: exists and is not a folder")
-    if (artifact_dir / MANIFEST).is_file():
+    if Manifest.is_ours(artifact_dir):
         return
     if [p for p in artifact_dir.iterdir() if not is_leftover(p.name)]:
-        raise UserError(f"{artifact_dir}: not an artifact folder (no {MANIFEST}) and not empty: "
-                        f"give a new or empty folder")
+        why = f"its {MANIFEST} was not written by this toolkit" if (artifact_dir / MANIFEST).exists() \
+            else f"no {MANIFEST}"
+        raise UserError(f"{artifact_dir}: not an artifact folder ({why}) and not empty: give a new or empty folder")
 
 
 def source_inputs(source: ModelSource) -> dict:

@@ -246,7 +246,10 @@ def read_weights(path: str | Path) -> dict:
     ``state_dict`` or, without one, the whole file, hold anything but tensors and plain containers."""
     obj = load_tensors_only(path)
     weights = obj.get("state_dict") if isinstance(obj, dict) and "state_dict" in obj else obj
-    found = next(stand_ins(weights, "state_dict" if weights is not obj else ""), None)
+    try:
+        found = next(stand_ins(weights, "state_dict" if weights is not obj else ""), None)
+    except RecursionError:   # a container holding itself (only a crafted file does that)
+        raise UserError(f"{path}: {REFUSED} (its weights hold a self-referencing container)") from None
     if found is not None:
         where, origin = found
         raise UserError(f"{path}: {REFUSED} ({where} is a pickled {origin}; it was not run)")

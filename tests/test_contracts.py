@@ -116,3 +116,17 @@ def test_presets_are_checked_io_specs():
     assert io.input_name == "input_1:0" and io.outputs["dis_pred_stride_32"].name == "Identity_5:0"
     with pytest.raises(UserError, match="--preset: unknown 'nope' \\(known: vladmandic-nanodet-m\\)"):
         find_preset("nope")
+
+
+def test_sweep_puts_back_a_folder_whose_swap_was_cut_between_its_renames(tmp_path):
+    """``replace_into_place`` killed after moving the old folder aside: sweep restores it instead of removing it."""
+    target = tmp_path / "pictures"
+    target.mkdir()
+    (target / "a.png").write_bytes(b"old picture")
+    aside = tmp_path / ".pictures.old-abc123"
+    aside.mkdir()
+    os.replace(target, aside / "pictures")                  # the first rename happened ...
+    (tmp_path / ".pictures.tmp-xyz").mkdir()                # ... the new copy was still staged
+    atomic.sweep(tmp_path)
+    assert (target / "a.png").read_bytes() == b"old picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pictures"]

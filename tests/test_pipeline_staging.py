@@ -352,3 +352,20 @@ def test_staged_output_and_sweep(tmp_path):
     (tmp_path / ".y.old-9").write_text("")
     assert sorted(atomic.sweep(tmp_path)) == [".x.tmp-123", ".y.old-9"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_folder_with_another_programs_manifest_is_refused_and_not_swept(tmp_path):
+    """A web app's folder has a manifest.json too: --out pointing at it is refused, and nothing in it (not even a
+    name that looks like one of our temporaries) is removed."""
+    app = tmp_path / "public"
+    app.mkdir()
+    (app / "manifest.json").write_text(json.dumps({"name": "My PWA", "icons": []}))
+    (app / "report.md").write_text("the user's own report")
+    (app / ".vimrc.old-2023").write_text("kept")
+    before = folder_hashes(app)
+    with pytest.raises(UserError, match="not an artifact folder .*not written by this toolkit"):
+        pipeline.run_stages(make_source(tmp_path), ConvertOptions(), app, stages=toy_stages([]), log=quiet)
+    assert folder_hashes(app) == before and (app / ".vimrc.old-2023").exists()
+    with pipeline.artifact_lock(app, log=quiet):   # validate / check / accept take the lock: no sweep either
+        pass
+    assert folder_hashes(app) == before

@@ -234,3 +234,14 @@ def test_real_training_checkpoint_reads_as_torch_load_does(shared):
     for key, value in theirs["state_dict"].items():
         mine = ours["state_dict"][key]
         assert mine.dtype == value.dtype and torch.equal(mine, value), key
+
+
+def test_a_self_referencing_container_in_the_weights_is_one_line(tmp_path):
+    """A crafted file whose weights hold a list containing itself is refused in one line, not a RecursionError."""
+    loop = []
+    loop.append(loop)
+    path = tmp_path / "loop.ckpt"
+    lightning_checkpoint(path, weights_extra={"avg_model.extra": loop})
+    with pytest.raises(UserError, match=r"loop.ckpt: refused: .*self-referencing container"):
+        read_state_dict(path)
+    assert CALLS == []

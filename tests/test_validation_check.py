@@ -95,3 +95,31 @@ def test_saved_model_runner_keeps_tensorflow_chatter_out_of_the_log(artifact):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not [line for line in proc.stderr.splitlines() if IMPORT_NOISE.search(line) or RUNTIME_NOISE.search(line)]
     assert proc.stderr.strip().splitlines()[-1] == "loaded"
+
+
+@pytest.mark.parametrize("content", ["[]", "7"])
+def test_accepted_figures_that_are_no_report_are_one_line(tmp_path, content):
+    """validation.json that is JSON but not a report: `check` says so in one line and exits 2 (no traceback)."""
+    folder = tmp_path / "m-416"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"not checked before the accepted figures")
+    (folder / "validation.json").write_text(content)
+    r = run_check(folder)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {folder / 'validation.json'}: not a validation report "
+                                              f"(a JSON object is expected)"]
+
+
+def test_a_foreign_report_never_lands_in_a_users_folder(tmp_path):
+    """`foreign --out` naming a non-empty folder that holds no earlier foreign report is refused before anything
+    runs, the user's files untouched."""
+    mine = tmp_path / "site"
+    mine.mkdir()
+    (mine / "report.md").write_text("the user's own report")
+    r = subprocess.run([sys.executable, "-m", "commands", "foreign", "--preset", "vladmandic-nanodet-m", "--tfjs",
+                        str(tmp_path), "--out", str(mine)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: --out {mine}: not empty and holds no earlier")
+    assert [p.name for p in mine.iterdir()] == ["report.md"]
+    assert (mine / "report.md").read_text() == "the user's own report"
