@@ -54,6 +54,7 @@ def module_config(cfg, io_spec: IoSpec | dict, model_json: str = "model.json") -
         "std": [float(v) for v in cfg.std],  # BGR
         "strides": [int(s) for s in cfg.strides],
         "regMax": int(cfg.reg_max),
+        "priorOffset": float(cfg.prior_offset),  # point centres at (col + offset) * stride: 0.5 legacy, 0 Plus
         "numClasses": int(cfg.num_classes),
         "scoreThreshold": float(decode["score_threshold"]),
         "nmsIou": float(decode["nms_iou"]),

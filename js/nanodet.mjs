@@ -224,8 +224,8 @@ function levelCandidates(scores, logits, stride, cfg) {
       }
       d[side] = f32(f32(dot / sum) * stride);
     }
-    const cx = f32((r % w + 0.5) * stride);
-    const cy = f32((Math.floor(r / w) + 0.5) * stride);
+    const cx = f32((r % w + cfg.priorOffset) * stride);
+    const cy = f32((Math.floor(r / w) + cfg.priorOffset) * stride);
     boxes[k * 4] = Math.min(W, Math.max(0, f32(cx - d[0])));
     boxes[k * 4 + 1] = Math.min(H, Math.max(0, f32(cy - d[1])));
     boxes[k * 4 + 2] = Math.min(W, Math.max(0, f32(cx + d[2])));

@@ -131,16 +131,20 @@ def test_js_preprocess_matches_reference(tmp_path, shared, layout):
 
 
 @pytest.mark.slow
-def test_js_decode_matches_reference_on_pytorch_outputs(tmp_path, shared):
-    """The module's decode() and nanodet_ref.decode on the same raw outputs (from the PyTorch reference)."""
+@pytest.mark.parametrize("model", ["m-416", "plus-m-416"])
+def test_js_decode_matches_reference_on_pytorch_outputs(tmp_path, shared, model):
+    """The module's decode() and nanodet_ref.decode on the same raw outputs (from the PyTorch reference); for
+    NanoDet-Plus too (4 levels, priors at col * stride, no per-level cut)."""
+    from contracts.signature import output_names
     from nanodet_ref.checkpoint import load_weights
     from nanodet_ref.decode import decode
     from nanodet_ref.model import build_model, run_model
     from nanodet_ref.preprocess import preprocess_file
 
     node_ready()
-    cfg = load_config("m-416")
-    module = render(tmp_path, cfg)
+    cfg = load_config(model)
+    module = render(tmp_path, cfg, {"input": {"name": "input", "layout": "NCHW"},
+                                    "outputs": {n: n for n in output_names(cfg.strides)}})
     model = build_model(cfg)
     load_weights(model, cfg)
     images = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[:3]
