@@ -18,6 +18,7 @@ from contracts.signature import output_names
 
 TEMPLATE = packaged_js() / "nanodet.mjs"
 MODULE_NAME = "nanodet.mjs"
+DECODER_NAME = "nanodet_decode.mjs"   # the decoding half, imported by nanodet.mjs from beside it, copied as is
 PLACEHOLDER = "/*@NANODET_CONFIG@*/ null"
 
 
@@ -79,11 +80,16 @@ def render_js_module(cfg, io_spec: IoSpec | dict, model_json: str = "model.json"
 
 
 def write_js_module(tfjs_dir: Path, cfg, io_spec: IoSpec | dict) -> Path:
-    """Render ``nanodet.mjs`` into ``tfjs_dir`` (beside model.json) through a temp file + rename; returns its path."""
+    """Render ``nanodet.mjs`` into ``tfjs_dir`` (beside model.json), with ``nanodet_decode.mjs`` that it imports,
+    each through a temp file + rename; returns the module's path."""
     tfjs_dir = Path(tfjs_dir)
     if not tfjs_dir.is_dir():
         raise UserError(f"{tfjs_dir}: TFJS artifact folder not found")
     text = render_js_module(cfg, io_spec, model_file(tfjs_dir))
+    decoder = packaged_js() / DECODER_NAME
+    if not decoder.is_file():
+        raise UserError(f"{decoder}: JS decoding module missing (broken checkout?)")
+    write_text(tfjs_dir / DECODER_NAME, decoder.read_text(encoding="utf-8"))
     target = tfjs_dir / MODULE_NAME
     write_text(target, text)
     return target

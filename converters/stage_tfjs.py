@@ -35,7 +35,7 @@ PACKAGES = ("tensorflowjs", "tensorflow", "tensorflow-hub", "tf_keras")
 def code_files(ctx: StageContext) -> list[Path]:
     return project_files("converters/stage_tfjs.py", "contracts/tf_environment.py", "contracts/io_spec.py",
                          "contracts/signature.py", "converters/js_module.py", "js/nanodet.mjs",
-                         "converters/reproducible.py")
+                         "js/nanodet_decode.mjs", "converters/reproducible.py")
 
 
 def key_options(ctx: StageContext) -> dict:

@@ -56,6 +56,7 @@ def test_render_writes_the_model_constants(tmp_path):
                         "dis_pred_stride_8": {"name": "Identity_3:0", "transpose": [0, 2, 1]}}}
     path = render(tmp_path, cfg, spec)
     assert path == tmp_path / MODULE_NAME
+    assert (tmp_path / "nanodet_decode.mjs").read_text() == (JS_DIR / "nanodet_decode.mjs").read_text()
     got = rendered_config(path)
     assert got == module_config(cfg, spec)
     assert got["inputName"] == "input_1:0" and got["inputLayout"] == "NHWC"
