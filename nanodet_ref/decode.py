@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import feature_size
+
 FIRST_BLOCK = 64     # candidates judged together in the first NMS block; the block doubles up to LAST_BLOCK
 LAST_BLOCK = 2048
 
@@ -135,8 +137,7 @@ def level_points(scores: np.ndarray, nms_pre: int | None) -> np.ndarray:
 def level_boxes(dists, stride, input_wh, reg_max, prior_offset) -> np.ndarray:
     """Boxes [HW, 4] (x1, y1, x2, y2 in input pixels, clipped to the input) of every point of one level, around
     the centres ``center_points`` gives for ``prior_offset``."""
-    h = -(-input_wh[1] // stride)
-    w = -(-input_wh[0] // stride)
+    h, w = feature_size(input_wh[1], stride), feature_size(input_wh[0], stride)
     if dists.shape[0] != h * w:
         raise ValueError(f"stride {stride}: {dists.shape[0]} rows, expected {h}x{w}={h * w}")
     pts = center_points(h, w, stride, prior_offset)
@@ -151,8 +152,7 @@ def level_candidates(scores, dists, stride, input_wh, reg_max, prior_offset, nms
                      return_points: bool = False):
     """One level: boxes [K, 4] in input pixels and their scores [K, C] (upstream's per-level top-k), and with
     ``return_points`` the point index of each row."""
-    h = -(-input_wh[1] // stride)
-    w = -(-input_wh[0] // stride)
+    h, w = feature_size(input_wh[1], stride), feature_size(input_wh[0], stride)
     if scores.shape[0] != h * w:
         raise ValueError(f"stride {stride}: {scores.shape[0]} rows, expected {h}x{w}={h * w}")
     top = level_points(scores, nms_pre)
