@@ -203,13 +203,17 @@ def test_damaged_archives_give_one_line(tmp_path):
         read_state_dict(tmp_path / "gap.ckpt")
 
 
-def test_training_only_keys_are_dropped_other_keys_stay_errors(capsys):
+def test_training_only_keys_are_dropped_other_keys_stay_errors(capsys, tmp_path):
     model_keys = ["backbone.w", "head.b"]
     sd = {"backbone.w": 1, "head.b": 2, "aux_fpn.x": 3, "aux_head.y": 4, "aux_head.z": 5}
-    kept, dropped = drop_training_only(sd, model_keys, "m.ckpt")
+    path = tmp_path / "m.ckpt"
+    kept, dropped = drop_training_only(sd, model_keys, path)
     assert kept == {"backbone.w": 1, "head.b": 2} and dropped == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "m.ckpt: dropped 3 training-only keys (aux_fpn.*, aux_head.*" in err[0]
+    # read again in the same run (export, audit, validation): the same keys dropped, the line not repeated
+    assert drop_training_only(sd, model_keys, path) == (kept, 3)
+    assert capsys.readouterr().err == ""
     assert drop_training_only({"backbone.w": 1}, model_keys, "m.pth") == ({"backbone.w": 1}, 0)
     assert capsys.readouterr().err == ""
 
