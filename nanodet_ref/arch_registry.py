@@ -14,8 +14,9 @@ from .ghost_pan import build_ghost_pan
 from .head import build_head as build_legacy_head
 from .pan import build_fpn as build_pan
 from .plus_head import build_plus_head
+from .tan import build_tan
 
-FPN_BUILDERS = {"PAN": build_pan, "GhostPAN": build_ghost_pan}
+FPN_BUILDERS = {"PAN": build_pan, "GhostPAN": build_ghost_pan, "TAN": build_tan}
 HEAD_BUILDERS = {"NanoDetHead": build_legacy_head, "NanoDetPlusHead": build_plus_head}
 
 

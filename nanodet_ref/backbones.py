@@ -1,4 +1,5 @@
-"""Backbones of the legacy NanoDet family: ShuffleNetV2 (m) and CustomCspNet (g)."""
+"""Backbones of the legacy NanoDet family: ShuffleNetV2 (m) and CustomCspNet (g), and ``build_backbone`` for
+every backbone of ``backbone_table`` (EfficientNet-Lite and RepVGG have their own modules)."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +7,7 @@ from torch import nn
 
 from contracts.errors import UserError
 
+from .backbone_table import BACKBONE_BUILDERS, backbone_class
 from .layers import ConvModule, activation, channel_shuffle
 
 SHUFFLENET_CHANNELS = {
@@ -153,12 +155,12 @@ class CustomCspNet(nn.Module):
 
 
 def build_backbone(cfg: dict) -> nn.Module:
+    """The backbone ``model.arch.backbone`` names (``backbone_table.BACKBONE_BUILDERS``), built from its keys."""
+    name = cfg.get("name")
+    if name not in BACKBONE_BUILDERS:
+        raise UserError(f"unknown backbone '{name}' (supported: {', '.join(BACKBONE_BUILDERS)})")
     args = {k: v for k, v in cfg.items() if k != "name"}
     try:
-        if cfg["name"] == "ShuffleNetV2":
-            return ShuffleNetV2(**args)
-        if cfg["name"] == "CustomCspNet":
-            return CustomCspNet(**args)
+        return backbone_class(name)(**args)
     except TypeError as exc:
-        raise UserError(f"backbone {cfg['name']}: bad arguments ({exc})") from None
-    raise UserError(f"unknown backbone '{cfg['name']}' (supported: ShuffleNetV2, CustomCspNet)")
+        raise UserError(f"backbone {name}: bad arguments ({exc})") from None

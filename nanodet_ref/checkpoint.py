@@ -19,6 +19,7 @@ from torch import nn
 from contracts.errors import UserError
 from contracts.hashing import sha256_file
 
+from .backbone_table import pretrain_note
 from .config import Config, resolve_checkpoint
 from .safe_checkpoint import read_weights, weights_only_refused_archive
 from .training_keys import drop_training_only
@@ -178,6 +179,12 @@ def random_init(model: nn.Module, seed: int, input_wh: tuple[int, int]) -> None:
     Convs get N(0, 1/fan_in); every BatchNorm then takes its running statistics from a forward pass over
     real sample photos (cumulative average; seeded noise where none are installed), so each normalised map is about N(bias, weight^2) however
     deep the net; the last 1x1 convs are scaled so some, not all, scores pass the 0.05 threshold.
+
+    BN biases are centred at +1 weight (bias = weight + N(0, 0.1)), so about 84% of the activations' inputs are in
+    their linear part. Centred at 0, half of every map is cut by the rectifier and the next BN scales the rest back
+    up: a random BN net then amplifies any perturbation, float32 rounding included, by about 1.2 per layer, and
+    deep backbones differ between two float32 runtimes by more than the fp32 tolerance (EfficientNet-Lite2-512:
+    PyTorch float32 against float64 at 1.30 x the tolerance; at +1 weight 0.052 x; every family 5-25 x lower).
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -190,6 +197,9 @@ def random_init(model: nn.Module, seed: int, input_wh: tuple[int, int]) -> None:
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5, generator=gen)
                 m.bias.normal_(0, 0.1, generator=gen)
+                m.bias.add_(m.weight)  # centred at +1 std: mostly in the activation's linear part (docstring)
+            elif callable(getattr(m, "seeded_init", None)):  # modules with other parameters (TAN's transformer)
+                m.seeded_init(gen)
         bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
         for bn in bns:
             bn.reset_running_stats()
@@ -229,7 +239,9 @@ def use_random_weights(model: nn.Module, cfg: Config, seed: int, why: str) -> di
     """Warn loudly, fill ``model`` with the seeded random weights of ``cfg``, return their provenance."""
     warn_random(seed, why)
     random_init(model, seed, cfg.input_size)
-    return {"weights": f"random (seed {seed})", "kind": "random", "seed": seed}
+    provenance = {"weights": f"random (seed {seed})", "kind": "random", "seed": seed}
+    note = pretrain_note(cfg.backbone)
+    return {**provenance, "backbone_pretrain": note} if note else provenance
 
 
 def load_weights(model: nn.Module, cfg: Config, checkpoint: str | Path | None = None, seed: int = 0) -> dict:

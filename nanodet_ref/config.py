@@ -16,8 +16,15 @@ import yaml
 from contracts.errors import UserError
 from contracts.paths import configs_dir, shared_dir
 
-BACKBONES = ("ShuffleNetV2", "CustomCspNet")
-FPNS = ("PAN", "GhostPAN")
+from .backbone_table import BACKBONE_BUILDERS
+
+BACKBONES = tuple(BACKBONE_BUILDERS)
+FPNS = ("PAN", "GhostPAN", "TAN")
+# Backbones upstream ships that the toolkit refuses on purpose, and why (one line each).
+REFUSED_BACKBONES = {
+    "TIMMWrapper": "a timm model (ConvNeXt in upstream's configs) needs timm (and torchvision), which this toolkit "
+                   "does not install",
+}
 
 DEFAULT_TOOLKIT: dict[str, Any] = {
     "weights": None,  # {"file": path relative to the shared folder or absolute, "sha256": hex}
@@ -149,6 +156,25 @@ def check_input_size(size: tuple[int, int], strides, fpn: dict, where) -> None:
                     f"{gives}; sizes that work: {pan_sizes_text(strides)} (nearest: {nearest})")
 
 
+def check_tan_positions(size: tuple[int, int], strides, fpn: dict, where) -> None:
+    """UserError, on one line, where the TAN neck's position embedding cannot be added: it holds
+    feature_hw[0] * feature_hw[1] positions and upstream adds it to the middle level's flattened map without
+    interpolating, so that map's h * w must be exactly that many (upstream fails on any other size)."""
+    if fpn.get("name") != "TAN":
+        return
+    hw = fpn.get("feature_hw")
+    if not (isinstance(hw, (list, tuple)) and len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw)):
+        raise UserError(f"{where}: model.arch.fpn.feature_hw must be [height, width] of the TAN's middle "
+                        f"feature map, got {hw!r}")
+    stride = list(strides)[1]
+    h, w = feature_size(size[1], stride), feature_size(size[0], stride)
+    if h * w != hw[0] * hw[1]:
+        raise UserError(f"{where}: data.val.input_size {list(size)} gives the TAN neck a {h}x{w} middle feature map "
+                        f"(stride {stride}) but model.arch.fpn.feature_hw {list(hw)} holds {hw[0] * hw[1]} position "
+                        f"embeddings, which upstream adds without interpolation: use input_size "
+                        f"[{hw[1] * stride}, {hw[0] * stride}] or retrain with another feature_hw")
+
+
 def _merge(defaults: dict, given: dict | None) -> dict:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in defaults.items()}
     for k, v in (given or {}).items():
@@ -202,6 +228,9 @@ def parse_config(raw: Any, path: Path | None = None, name: str = "model") -> Con
     backbone = dict(_need(arch, "backbone", "model.arch.", where))
     fpn = dict(_need(arch, "fpn", "model.arch.", where))
     head = dict(_need(arch, "head", "model.arch.", where))
+    if backbone.get("name") in REFUSED_BACKBONES:
+        raise UserError(f"{where}: model.arch.backbone.name '{backbone['name']}': "
+                        f"{REFUSED_BACKBONES[backbone['name']]}")
     for part, known, key in ((backbone, BACKBONES, "backbone"), (fpn, FPNS, "fpn"), (head, HEADS, "head")):
         if part.get("name") not in known:
             raise UserError(f"{where}: unknown {key} '{part.get('name')}' in model.arch.{key}.name "
@@ -222,13 +251,15 @@ def parse_config(raw: Any, path: Path | None = None, name: str = "model") -> Con
     if class_names is None:
         class_names = [f"class_{i}" for i in range(num_classes)]
     if len(class_names) != num_classes:
-        raise UserError(f"{where}: class_names has {len(class_names)} names but head.num_classes is {num_classes}")
+        raise UserError(f"{where}: class_names has {len(class_names)} names but model.arch.head.num_classes is "
+                        f"{num_classes}: give one name per class")
     defaults = _merge(DEFAULT_TOOLKIT, {"decode": {"nms_pre": HEAD_DECODING[head["name"]]["nms_pre"]}})
     toolkit = _merge(defaults, raw.get("toolkit"))
     strides = head.get("strides", [8, 16, 32])
     if not (isinstance(strides, (list, tuple)) and strides and all(isinstance(s, int) and s > 0 for s in strides)):
         raise UserError(f"{where}: model.arch.head.strides must be a list of positive integers, got {strides!r}")
     check_input_size((int(size[0]), int(size[1])), strides, fpn, where)
+    check_tan_positions((int(size[0]), int(size[1])), strides, fpn, where)
     return Config(
         name=name, path=path, raw=raw, backbone=backbone, fpn=fpn, head=head,
         input_size=(int(size[0]), int(size[1])), keep_ratio=bool(val.get("keep_ratio", True)),

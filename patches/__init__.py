@@ -12,9 +12,11 @@ what they fix).
 """
 from __future__ import annotations
 
-from . import channel_shuffle_4d, dead_branch_channels, int64_clamp, pan_resample_opset10, resize_half_pixel
+from . import (channel_shuffle_4d, dead_branch_channels, int64_clamp, pan_resample_opset10, repvgg_deploy_fusion,
+               resize_half_pixel)
 
 TORCH_PATCHES = {   # name -> module with apply(model, cfg, opset)
+    "repvgg_deploy_fusion": repvgg_deploy_fusion,
     "pan_resample_opset10": pan_resample_opset10,
     "channel_shuffle_4d": channel_shuffle_4d,
     "dead_branch_channels": dead_branch_channels,

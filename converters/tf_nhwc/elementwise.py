@@ -1,4 +1,5 @@
-"""Element-wise ops, exactly: activations (Relu, Sigmoid, LeakyRelu), Add / Mul / Sub / Div, Constant, Identity.
+"""Element-wise ops, exactly: activations (Relu, Sigmoid, LeakyRelu, Clip), Sqrt, Erf, Add / Mul / Sub / Div,
+Constant, Identity.
 
 An element-wise op does not care how its input is laid out, so it runs on the stored tensor and its result keeps
 the input's perm: no transpose, the same numbers through the same TF kernel (``tf.nn.leaky_relu`` is ONNX's
@@ -40,6 +41,38 @@ def relu(t, tf, node, a) -> list[Value]:
 
 def sigmoid(t, tf, node, a) -> list[Value]:
     return unary(t, node, tf.math.sigmoid)
+
+
+def sqrt(t, tf, node, a) -> list[Value]:
+    """ONNX Sqrt (a decomposed layer norm's standard deviation): ``tf.math.sqrt``, correctly rounded."""
+    return unary(t, node, tf.math.sqrt)
+
+
+def erf(t, tf, node, a) -> list[Value]:
+    """ONNX Erf (exact GELU: x * (1 + erf(x / sqrt 2)) / 2): ``tf.math.erf``."""
+    return unary(t, node, tf.math.erf)
+
+
+def clip_bounds(t, node, a) -> tuple:
+    """(min, max) of an ONNX Clip, None where absent: attributes before opset 11, constant inputs after."""
+    if t.opset < 11:
+        return a.get("min"), a.get("max")
+    names = [node.input[i] if len(node.input) > i else "" for i in (1, 2)]
+    return tuple(float(t.const(node, n, f"Clip {w}")) if n else None for n, w in zip(names, ("min", "max")))
+
+
+def clip(t, tf, node, a) -> list[Value]:
+    """ONNX Clip (ReLU6 exports as Clip 0..6). [0, 6] is ``tf.nn.relu6`` (the same min(max(x, 0), 6), and TFJS
+    fuses it into the conv before it), another pair ``tf.clip_by_value``; an infinite or absent bound is not
+    applied."""
+    lo, hi = (None if b is None or np.isinf(b) else np.float32(b) for b in clip_bounds(t, node, a))
+    if lo == 0 and hi == 6:
+        return unary(t, node, tf.nn.relu6)
+    if lo is not None and hi is not None:
+        return unary(t, node, partial(tf.clip_by_value, clip_value_min=lo, clip_value_max=hi))
+    if lo is not None or hi is not None:
+        return unary(t, node, partial(tf.maximum, lo) if lo is not None else partial(tf.minimum, hi))
+    return [t.tensor_in(node, node.input[0])]
 
 
 def leaky_relu(t, tf, node, a) -> list[Value]:

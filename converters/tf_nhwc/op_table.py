@@ -7,13 +7,14 @@ type; each answers None where the graph is not its pattern, and the exact handle
 """
 from __future__ import annotations
 
-from . import conv, elementwise, pooling, shape_ops, speed_rewrites
+from . import conv, elementwise, matmul, pooling, reductions, shape_ops, speed_rewrites
 
 OPS = {
     "Conv": conv.conv,
     "Relu": elementwise.relu,
     "Sigmoid": elementwise.sigmoid,
     "LeakyRelu": elementwise.leaky_relu,
+    "Clip": elementwise.clip,
     "Add": elementwise.add,
     "Mul": elementwise.mul,
     "Sub": elementwise.sub,
@@ -29,6 +30,12 @@ OPS = {
     "Concat": shape_ops.concat,
     "Split": shape_ops.split,
     "Slice": shape_ops.slice_op,
+    "Sqrt": elementwise.sqrt,
+    "Erf": elementwise.erf,
+    "MatMul": matmul.matmul,
+    "Gemm": matmul.gemm,
+    "ReduceMean": reductions.reduce_mean,
+    "Softmax": reductions.softmax,
 }
 
 REWRITES = {

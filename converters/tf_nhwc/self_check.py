@@ -28,7 +28,8 @@ def check_against_onnxruntime(saved_model_dir: Path, onnx_path: Path, dims, name
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     want = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
     fn = tf.saved_model.load(str(saved_model_dir)).signatures[signature]
-    got = {k: v.numpy() for k, v in fn(input=tf.constant(x.transpose(0, 2, 3, 1))).items()}
+    (key,) = fn.structured_input_signature[1]   # the ONNX input's name (``input``, or upstream's ``data``)
+    got = {k: v.numpy() for k, v in fn(**{key: tf.constant(x.transpose(0, 2, 3, 1))}).items()}
     diffs = {}
     for n in names:
         if got[n].shape != want[n].shape:
