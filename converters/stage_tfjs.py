@@ -1,6 +1,8 @@
 """Stage 4, TF SavedModel -> TFJS graph model (``tfjs/model.json`` + weight shards) with tensorflowjs' converter.
 
-float32 by default; ``--quantize float16|uint8`` stores every weight in that type (TFJS dequantises at load).
+float32 by default; ``--quantize float16|uint8`` stores every weight in that type (TFJS dequantises at load);
+``--keep PATTERNS`` keeps the weights they name float32, ``--quantize auto`` measures which weights may shrink
+(``converters.tfjs_mixed``: a per-weight assignment handed to the converter as exact names).
 Debug ops (``Assert`` from onnx-tf's Gather at opset >= 11) are stripped: TFJS has no kernel for them.
 Runs in-process through ``contracts.tf_environment.import_tensorflowjs`` (the same converter also runs as a
 subprocess: ``python -m converters.tfjs_entry``). The TFJS io spec is read from ``model.json``'s ``signature``:
@@ -17,6 +19,7 @@ from contracts.errors import UserError
 from contracts.io_spec import IoSpec, io_spec_from_tfjs_signature
 from contracts.signature import output_names, output_shapes
 
+from . import tfjs_mixed
 from .context import StageContext, project_files
 from .js_module import write_js_module
 from .reproducible import canonical_model_json
@@ -35,11 +38,12 @@ PACKAGES = ("tensorflowjs", "tensorflow", "tensorflow-hub", "tf_keras")
 def code_files(ctx: StageContext) -> list[Path]:
     return project_files("converters/stage_tfjs.py", "contracts/tf_environment.py", "contracts/io_spec.py",
                          "contracts/signature.py", "converters/js_module.py", "js/nanodet.mjs",
-                         "js/nanodet_decode.mjs", "converters/reproducible.py")
+                         "js/nanodet_decode.mjs", "js/nanodet_warp.mjs", "converters/reproducible.py",
+                         "converters/weight_types.py", "converters/tfjs_mixed.py")
 
 
 def key_options(ctx: StageContext) -> dict:
-    return {"quantize": ctx.options.quantize}
+    return {"quantize": ctx.options.quantize, **tfjs_mixed.key_options(ctx)}
 
 
 def quantization_map(quantize: str | None):
@@ -57,6 +61,16 @@ def tfjs_io_spec(model_json: Path, saved_model_spec: dict, cfg) -> IoSpec:
 
 
 def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
+    if tfjs_mixed.is_mixed(ctx.options):
+        facts = tfjs_mixed.write_mixed(src, dst, ctx, write_tfjs)
+    else:
+        facts = write_tfjs(src, dst, ctx, quantization_map(ctx.options.quantize))
+    return {"quantize": ctx.options.quantize or "float32", **facts}
+
+
+def write_tfjs(src: Path, dst: Path, ctx: StageContext, dtype_map) -> dict:
+    """Convert the SavedModel ``src`` into ``dst`` with tensorflowjs' ``quantization_dtype_map`` ``dtype_map``,
+    then the canonical model.json, the io spec and the JS module; returns the stage's facts."""
     from contracts.stderr_filter import filtered_stderr
     from contracts.tf_environment import RUNTIME_NOISE, import_tensorflowjs
     import_tensorflowjs()
@@ -65,7 +79,7 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     chatter = io.StringIO()   # the converter prints one line per int64 weight it stores as int32
     with contextlib.redirect_stdout(chatter), filtered_stderr(RUNTIME_NOISE, label=f"stage {NAME}"):
         convert_tf_saved_model(str(src), str(dst), signature_def="serving_default", saved_model_tags="serve",
-                               quantization_dtype_map=quantization_map(ctx.options.quantize),
+                               quantization_dtype_map=dtype_map,
                                strip_debug_ops=True)
     lines = chatter.getvalue().splitlines()
     cast = [line.split()[1] for line in lines if CAST_NOTE in line]
@@ -86,8 +100,7 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     asserts = count_ops(src, DEBUG_OPS)
     if asserts:
         ctx.log(f"      stripped {asserts} debug op(s) {'/'.join(DEBUG_OPS)} (TFJS has no kernel for them)")
-    return {"quantize": ctx.options.quantize or "float32", "io_spec": io_spec.to_dict(),
-            "int64_weights_as_int32": len(cast), "debug_ops_stripped": asserts}
+    return {"io_spec": io_spec.to_dict(), "int64_weights_as_int32": len(cast), "debug_ops_stripped": asserts}
 
 
 def count_ops(saved_model_dir: Path, op_types) -> int:
