@@ -1,13 +1,36 @@
 // The demo page's logic: load an artifact's nanodet.mjs (the module the toolkit writes beside model.json),
 // run detect() on an image and draw the boxes. State for automated tests is published on window.nanodetDemo
-// ({state: 'loading'|'ready'|'done'|'error', backend, detections, error}).
+// ({state: 'loading'|'ready'|'done'|'error', backend, threads, crossOriginIsolated, model, detections, error}).
+// wasm threads: `threads=N` asks for N (default: every logical core where the page is cross-origin isolated, as
+// `make demo` serves it; else 1); the page shows what tfjs gave (js/browser/wasm_threads.mjs explains the cap).
+import { requestWasmThreads, wasmThreadFacts } from '../browser/wasm_threads.mjs';
+
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const tf = window.tf;
-const demo = { state: 'loading', backend: null, detections: null, error: null };
+const demo = { state: 'loading', backend: null, threads: null, crossOriginIsolated: self.crossOriginIsolated === true,
+  model: null, detections: null, error: null };
 window.nanodetDemo = demo;
 let detector = null;
 let lastImage = null;
+let threadRequest = null;
+
+function wantedThreads() {
+  const asked = Number.parseInt(params.get('threads') || '', 10);
+  if (asked > 0) return asked;
+  return demo.crossOriginIsolated ? navigator.hardwareConcurrency : 1;
+}
+
+async function showRuntime() {
+  const facts = demo.backend === 'wasm' ? await wasmThreadFacts(tf) : { threads: null };
+  demo.threads = facts.threads;
+  const threads = demo.backend === 'wasm'
+    ? `, ${facts.threads} thread${facts.threads === 1 ? '' : 's'} (asked ${threadRequest.requested}; `
+      + `${demo.crossOriginIsolated ? 'cross-origin isolated' : 'NOT cross-origin isolated: no threads'}, `
+      + `${facts.wasm_binary})`
+    : '';
+  $('runtime').textContent = `backend: ${demo.backend}${threads}`;
+}
 
 function setStatus(text, error = false) {
   $('status').textContent = text;
@@ -31,11 +54,20 @@ async function loadModel() {
   detector = null;
   // The module written next to the model carries that model's constants (size, layout, names, classes).
   const { load } = await import(new URL('nanodet.mjs', modelUrl).href);
+  // setThreadsCount only counts before the wasm backend starts: the first load decides the page's threads
+  if (backend === 'wasm' && tf.wasm && !threadRequest) threadRequest = requestWasmThreads(tf, wantedThreads(), true);
   const t0 = performance.now();
   detector = await load(modelUrl.href, { tf, backend });
   demo.backend = tf.getBackend();
+  await showRuntime();
+  // Everything model-specific (input size, letterbox or stretch warp, strides, priors, classes) comes from the
+  // module's own config: legacy NanoDet and NanoDet-Plus artifacts run on the same page.
+  const cfg = detector.config;
+  demo.model = cfg.model;
   demo.state = 'ready';
-  setStatus(`model ready on ${demo.backend} (${(performance.now() - t0).toFixed(0)} ms incl. warm-up)`);
+  setStatus(`${cfg.model} ready on ${demo.backend}: ${cfg.inputWidth}x${cfg.inputHeight} `
+    + `${cfg.keepRatio ? 'letterbox' : 'stretch'}, strides ${cfg.strides.join('/')} `
+    + `(${(performance.now() - t0).toFixed(0)} ms incl. warm-up)`);
   if (lastImage) await run(lastImage);
 }
 
@@ -81,7 +113,8 @@ async function run(image) {
   const drawn = draw(image, detections);
   demo.detections = detections;
   demo.state = 'done';
-  setStatus(`${detections.length} detections (${drawn} drawn) in ${ms.toFixed(0)} ms on ${demo.backend}`);
+  setStatus(`${detections.length} detections (${drawn} drawn) by ${demo.model} in ${ms.toFixed(0)} ms `
+    + `on ${demo.backend}`);
 }
 
 function loadImage(src) {

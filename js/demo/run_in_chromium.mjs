@@ -3,7 +3,7 @@
 // download), wait until it has detected, save a screenshot and print the page's state as JSON on stdout.
 //
 // Usage: node js/demo/run_in_chromium.mjs --url URL --screenshot out.png [--timeout-ms 120000]
-//        [--chromium /usr/bin/chromium]
+//        [--chromium /usr/bin/chromium] [--until done|ready]   (ready: the model loaded, no image needed)
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -13,7 +13,7 @@ function fail(message) {
   process.exit(2);
 }
 
-const args = { chromium: process.env.NANODET_CHROMIUM || '/usr/bin/chromium', 'timeout-ms': '120000' };
+const args = { chromium: process.env.NANODET_CHROMIUM || '/usr/bin/chromium', 'timeout-ms': '120000', until: 'done' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) {
   if (!argv[i].startsWith('--') || argv[i + 1] === undefined) fail(`bad argument '${argv[i]}'`);
@@ -35,11 +35,12 @@ try {
   page.on('pageerror', (err) => logs.push(`pageerror: ${err.message}`));
   await page.goto(args.url);
   const timeout = Number.parseInt(args['timeout-ms'], 10);
-  await page.waitForFunction(() => window.nanodetDemo && ['done', 'error'].includes(window.nanodetDemo.state),
-    null, { timeout });
+  await page.waitForFunction((until) => window.nanodetDemo && [until, 'error'].includes(window.nanodetDemo.state),
+    args.until, { timeout });
   const state = await page.evaluate(() => ({
     ...window.nanodetDemo,
     status: document.getElementById('status').textContent,
+    runtime: document.getElementById('runtime').textContent,
     canvas: [document.getElementById('canvas').width, document.getElementById('canvas').height],
   }));
   await page.screenshot({ path: args.screenshot, fullPage: true });

@@ -14,7 +14,11 @@ Modules, in the order a run uses them:
 - ``data``: the shared COCO images, preprocessed once, and the AP of a model's outputs on them;
 - ``measurement``: latency (TFJS in Node, PyTorch and onnxruntime in Python), interleaved rounds, kernel profile;
 - ``rows``: one table row per artifact, a failed one marked with its error;
-- ``rendering``: the markdown table, the kernel split and the target lines;
+- ``ort_web``: onnxruntime-web on our model.sim.onnx in Node (1 thread, all cores), rows of the main table;
+- ``browser``: the Chromium rows (``chromium_rows``: wasm at 1 thread and all cores, WebGL) and the browser
+  fidelity stages;
+- ``rendering``: the markdown table, the kernel split and the target lines; ``runtime_table``: latency by runtime,
+  ratios to the peer and to onnxruntime-web, and the browser targets;
 - the command line is ``commands.bench``.
 """
 from .artifact_facts import op_counts, tfjs_size

@@ -42,4 +42,4 @@ def load_bench_data(cfg, limit: int | None = None) -> BenchData:
     if shared_path(*SHARED_SET, "images") is None or shared_path(*SHARED_SET, SHARED_ANNOTATIONS) is None:
         raise UserError("bench needs the shared COCO images and annotations (set NANODET_SHARED)")
     images = resolve_images(limit=limit)
-    return BenchData(cfg, load_batch(images, cfg), CocoAnnotations(images.annotations))
+    return BenchData(cfg, load_batch(images, cfg), CocoAnnotations(images.annotations, cfg.class_names))

@@ -35,6 +35,13 @@ def tfjs_runner(target: TfjsTarget, backend: str = "wasm", profile: bool = False
                           profile=profile)
 
 
+def job_runner(target):
+    """The runner that re-times ``target`` in the interleaved rounds: a TFJS model in Node, or a target that makes
+    its own (``runner()``: the onnxruntime-web rows, ``ort_web.OrtWebTarget``)."""
+    make = getattr(target, "runner", None)
+    return make() if make is not None else tfjs_runner(target)
+
+
 def measure_tfjs(target: TfjsTarget, data: BenchData, cpu_runs: int) -> dict:
     """wasm on every image (the latency and the AP), then cpu on the first ``cpu_runs`` (0: skipped)."""
     runner = tfjs_runner(target)
@@ -59,7 +66,7 @@ def interleaved_wasm(rows: list[dict], jobs: dict[str, TfjsTarget], batch: np.nd
     """Warm wasm latency, interleaved: each round runs every job once (1 warm-up + one timed inference per image
     of ``batch``). ``jobs``: row label -> its model. Sets wasm.median_ms (whole inference: feed in, execute,
     outputs read) and wasm.execute_median_ms (``model.execute`` alone) over all rounds."""
-    runners = {label: tfjs_runner(target) for label, target in jobs.items()}
+    runners = {label: job_runner(target) for label, target in jobs.items()}
     times: dict[str, list[float]] = {label: [] for label in jobs}
     execute: dict[str, list[float]] = {label: [] for label in jobs}
     for _ in range(rounds):

@@ -27,7 +27,7 @@ def measured(rows: list[dict], label: str | None = None, peer: bool = False) -> 
 def render(rows: list[dict], meta: dict) -> str:
     """The whole markdown text: title, table, footnote, kernel split, targets."""
     peer = measured(rows, peer=True)
-    lines = [f"### `make bench MODEL={meta['model']}` ({meta['date']}, {meta['images']} images, "
+    lines = [f"### `make bench {meta.get('make_args') or 'MODEL=' + meta['model']}` ({meta['date']}, {meta['images']} images, "
              f"{meta['device']})", "", *HEADER]
     lines += [table_line(r, peer) for r in rows]
     lines += ["", footnote(meta)]
@@ -54,7 +54,7 @@ def table_line(r: dict, peer: dict | None) -> str:
     if "python" in r:
         lat_txt += " (Python)"
     speed = size = "-"
-    if peer and r.get("wasm") and r["wasm"].get("median_ms"):
+    if peer and r.get("wasm") and r["wasm"].get("median_ms") and r["wasm"].get("requested_threads", 1) == 1:
         speed = f"{peer['wasm']['median_ms'] / r['wasm']['median_ms']:.2f}x"
     if peer and r.get("size") and r.get("wasm"):
         size = f"{r['size'] / peer['size']:.2f}"
@@ -96,7 +96,8 @@ def targets(rows: list[dict]) -> list[str]:
     peer, torch_row = measured(rows, peer=True), measured(rows, "PyTorch")
     if not peer or not torch_row:
         return []
-    ours = [r for r in rows if r.get("wasm") and r.get("ap") and not r.get("peer") and not r.get("error")]
+    ours = [r for r in rows if r.get("wasm") and r.get("ap") and not r.get("peer") and not r.get("error")
+            and not r.get("alternative")]   # onnxruntime-web rows are the alternative, not our TFJS models
     out = [speed_target(ours, peer, torch_row["ap"]["ap"])]
     profiled = next((r for r in ours if r["label"] == PROFILED and r.get("profile")), None)
     if profiled:

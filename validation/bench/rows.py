@@ -86,12 +86,12 @@ def measure_rows(args, cfg, data: BenchData, variants: dict[str, Path | RuntimeE
     if selected("PyTorch", wanted):
         measure_row(rows, "PyTorch", pytorch_row, cfg, data, args.python_runs)
     if selected("onnxruntime", wanted):
-        onnx_path = artifacts_dir() / args.model / "model.onnx"
+        onnx_path = artifacts_dir() / cfg.name / "model.onnx"   # cfg.name: m-416, or m-416-320x320 at another size
         measure_row(rows, "onnxruntime", onnxruntime_row, cfg, onnx_path, data, args.python_runs)
     for label, _, _ in VARIANTS:
         if label in variants:
             measure_row(rows, label, variant_row, label, variants[label], cfg, data, args.cpu_runs, measured)
-    if peer_measured(args.model) and selected(PEER_LABEL, wanted):
+    if peer_measured(cfg.name) and selected(PEER_LABEL, wanted):
         measure_row(rows, PEER_LABEL, peer_row, data, args.cpu_runs, measured, peer=True)
     return rows, measured
 

@@ -33,6 +33,7 @@ VARIANTS = [  # (row label, --backend, --quantize)
     ("onnx2tf uint8", "onnx2tf", "uint8"),
     ("tf_nhwc float32", "tf_nhwc", None), ("tf_nhwc float16", "tf_nhwc", "float16"),
     ("tf_nhwc uint8", "tf_nhwc", "uint8"),
+    ("onnx-tf auto", "onnx_tf", "auto"),   # per-weight mix (--quantize auto, docs/quantization.md)
 ]
 PROFILED = "tf_nhwc float32"  # kernel-profiled next to the peer: where the time goes, and the convolutions' share
 PEER_PRESET = "vladmandic-nanodet-m"
@@ -81,23 +82,27 @@ def variant_target(label: str, artifact: Path, cfg) -> TfjsTarget:
     return TfjsTarget(label, model_json, io, artifact.name)
 
 
-def variant_dir(model: str, backend: str, quantize: str | None) -> Path:
-    """Where the converter puts the variant (``m-416-onnx2tf-float16``...)."""
+def variant_dir(model: str, backend: str, quantize: str | None, input_size: tuple[int, int] | None = None) -> Path:
+    """Where the converter puts the variant (``m-416-onnx2tf-float16``, ``m-416-320x320-float16``...)."""
     from converters.options import ConvertOptions, artifact_name
-    return artifacts_dir() / artifact_name(model, ConvertOptions(backend=backend, quantize=quantize))
+    from nanodet_ref.input_size import sized_name
+    name = sized_name(model, input_size) if input_size else model
+    return artifacts_dir() / artifact_name(name, ConvertOptions(backend=backend, quantize=quantize))
 
 
-def prepare_variants(model: str, wanted: set[str] | None, no_convert: bool) -> dict[str, Path | RuntimeError]:
+def prepare_variants(model: str, wanted: set[str] | None, no_convert: bool,
+                     input_size: tuple[int, int] | None = None) -> dict[str, Path | RuntimeError]:
     """The artifact folder of every selected variant, converted first where needed (so that every measurement
-    sees the final artifacts), or the error that stopped it. ``no_convert``: a variant not built is an error."""
+    sees the final artifacts), or the error that stopped it. ``no_convert``: a variant not built is an error.
+    ``input_size``: the model at another size than its config's (``--input-size``)."""
     found: dict[str, Path | RuntimeError] = {}
     for label, backend, quantize in VARIANTS:
         if not selected(label, wanted):
             continue
-        artifact = variant_dir(model, backend, quantize)
+        artifact = variant_dir(model, backend, quantize, input_size)
         try:
             if not no_convert:
-                artifact = convert_variant(model, backend, quantize)
+                artifact = convert_variant(model, backend, quantize, input_size)
             elif not (artifact / "tfjs" / "model.json").is_file():
                 raise RuntimeError(f"{artifact} not converted (run without --no-convert)")
             found[label] = artifact
@@ -107,13 +112,16 @@ def prepare_variants(model: str, wanted: set[str] | None, no_convert: bool) -> d
     return found
 
 
-def convert_variant(model: str, backend: str, quantize: str | None) -> Path:
+def convert_variant(model: str, backend: str, quantize: str | None, input_size: tuple[int, int] | None = None
+                    ) -> Path:
     """Convert one variant (``--no-validate``) in a child process; its progress streams to our stderr.
 
     RuntimeError where it fails, carrying the converter's own last ``error:`` line (or how the process died).
     """
-    artifact = variant_dir(model, backend, quantize)
+    artifact = variant_dir(model, backend, quantize, input_size)
     cmd = [sys.executable, "-m", "commands", "convert", "--model", model, "--no-validate"]
+    if input_size:
+        cmd += ["--input-size", f"{input_size[0]},{input_size[1]}"]
     if backend != "onnx_tf":
         cmd += ["--backend", backend]
     if quantize:

@@ -34,7 +34,7 @@ class OnnxRunner:
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = self.io.prepare_input(batch)
-        wanted = [m.name for m in self.io.outputs.values()]
+        wanted = self.io.artifact_outputs()
         items = []
         for i in range(len(x)):
             outs = self.session.run(wanted, {self.io.input_name: x[i:i + 1]})

@@ -121,7 +121,7 @@ class TfjsNodeRunner:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = self.io.prepare_input(batch)
         feeds = [{self.io.input_name: x[i:i + 1]} for i in range(len(x))]
-        wanted = [m.name for m in self.io.outputs.values()]
+        wanted = self.io.artifact_outputs()
         results, self.meta = run_tfjs_graph(self.model_json, feeds, wanted, self.backend, warmup=self.warmup,
                                             return_meta=True, profile=self.profile)
         return stack_items([self.io.collect(r, str(self.model_json)) for r in results])
