@@ -8,6 +8,9 @@ CONFIG ?=
 CHECKPOINT ?=
 OPSET ?=
 QUANTIZE ?=
+# QUANTIZE=uint8|float16 KEEP=<patterns of TFJS weight names kept float32>; QUANTIZE=auto AP_BUDGET=0.002
+KEEP ?=
+AP_BUDGET ?=
 BACKEND ?=
 FORCE ?=
 IMAGES ?=
@@ -17,18 +20,27 @@ LIMIT ?=
 STAGES ?=
 PATCHES ?=
 LOCALIZE ?=
+INPUT_SIZE ?=
+CONFIGS ?=
+ZOO_OUT ?=
+LAYOUT ?=
+BROWSER ?=
+PORT ?=
 
 # Options passed through to the CLI only when set.
 opt = $(if $(strip $(2)),$(1) $(2))
-MODEL_ARGS = $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) $(call opt,--checkpoint,$(CHECKPOINT))
+MODEL_ARGS = $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) $(call opt,--checkpoint,$(CHECKPOINT)) \
+	$(call opt,--input-size,$(INPUT_SIZE))
 CONVERT_ARGS = $(MODEL_ARGS) $(call opt,--opset,$(OPSET)) $(call opt,--quantize,$(QUANTIZE)) \
-	$(call opt,--backend,$(BACKEND)) $(call opt,--patches,$(PATCHES)) $(if $(filter 1 yes true,$(FORCE)),--force)
+	$(if $(strip $(KEEP)),--keep '$(KEEP)') $(call opt,--ap-budget,$(AP_BUDGET)) \
+	$(call opt,--backend,$(BACKEND)) $(call opt,--patches,$(PATCHES)) $(call opt,--layout,$(LAYOUT)) \
+	$(if $(filter 1 yes true,$(FORCE)),--force) $(if $(filter 1 yes true,$(BROWSER)),--browser-stages)
 DATA_ARGS = $(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATIONS)) $(call opt,--artifacts,$(ARTIFACTS))
 # validate / accept / check: a subset of the images (LIMIT=N, the first N); validate and check: of the stages
 SUBSET_ARGS = $(call opt,--limit,$(LIMIT))
 STAGE_ARGS = $(call opt,--stages,$(STAGES))
 
-.PHONY: all venv js browser js-check convert validate accept check bench test test-fast clean
+.PHONY: all venv js browser demo js-check convert validate accept check bench zoo test test-fast clean
 all: convert
 
 venv: $(VENV)/.installed
@@ -47,17 +59,23 @@ js/node_modules/.installed: js/package.json js/package-lock.json
 	cd js && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Headless Chromium for the demo-page test (Debian's package; never a browser download). Needs root for apt-get.
+# Headless Chromium for the demo-page test, the bench's Chromium rows and the browser validation stages (Debian's
+# package; never a browser download). Needs root for apt-get.
 CHROMIUM ?= /usr/bin/chromium
 browser: js
 	@if [ -x "$(CHROMIUM)" ]; then echo "chromium present: $(CHROMIUM)"; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "error: $(CHROMIUM) absent: run 'make browser' as root (it installs Debian's chromium with apt-get)" >&2; exit 2; fi
 
+# The demo page (js/demo/) served cross-origin isolated (threads allowed) for artifacts/$(MODEL) (ARTIFACT=DIR
+# another folder; PORT=N, default 8000); prints its URL, runs until Ctrl-C.
+demo: venv js
+	$(PY) -m commands demo --model $(MODEL) $(call opt,--artifact,$(ARTIFACT)) $(call opt,--port,$(PORT))
+
 # The JS module shipped beside tfjs/model.json: decode parity + end-to-end AP in Node (wasm).
 js-check: venv js
 	$(PY) -m commands js-check $(if $(strip $(CONFIG)),--config $(CONFIG),--model $(MODEL)) \
-		$(call opt,--artifact,$(ARTIFACT)) \
+		$(call opt,--input-size,$(INPUT_SIZE)) $(call opt,--artifact,$(ARTIFACT)) \
 		$(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATIONS))
 
 convert: venv js
@@ -77,6 +95,12 @@ check: venv js
 
 bench: venv js
 	$(PY) -m commands bench $(MODEL_ARGS)
+
+# Every config of a folder (CONFIGS=DIR; default: the shared upstream copies) converted and validated on a few
+# images (LIMIT=N, default 8), one table: artifacts/zoo/zoo.md and zoo.json (ZOO_OUT=DIR elsewhere).
+zoo: venv js
+	$(PY) -m commands zoo $(call opt,--configs,$(CONFIGS)) $(call opt,--backend,$(BACKEND)) \
+		$(call opt,--limit,$(LIMIT)) $(call opt,--out,$(ZOO_OUT))
 
 test: venv js
 	$(PY) -m pytest -q --durations=12 tests

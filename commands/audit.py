@@ -117,7 +117,7 @@ def _run_tfjs(args) -> dict:
         stages["saved_model"] = Path(args.saved_model)
     if args.reference_onnx:
         stages["onnx_sim"] = Path(args.reference_onnx)
-    result = static_audit(stages, cfg.reg_max, {m.name: sig for sig, m in io.outputs.items()})
+    result = static_audit(stages, cfg.reg_max, io.output_labels())
     result["model"] = cfg.name
     if args.dynamic:
         from validation.dataset import load_batch, resolve_images

@@ -12,6 +12,7 @@ from pathlib import Path
 from contracts.errors import UserError
 from contracts.paths import artifacts_dir
 from nanodet_ref.config import load_config
+from nanodet_ref.input_size import parse_input_size, with_input_size
 from validation.js_module_check import check_js_module
 
 
@@ -24,9 +25,10 @@ def main(argv=None) -> int:
     ap.add_argument("--annotations", help="COCO annotations for --images")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--backend", default="wasm", choices=("wasm", "cpu"))
+    ap.add_argument("--input-size", metavar="W,H", help="the model converted at this input size (<model>-WxH)")
     args = ap.parse_args(argv)
     try:
-        cfg = load_config(args.config or args.model)
+        cfg = with_input_size(load_config(args.config or args.model), parse_input_size(args.input_size))
         artifact = Path(args.artifact) if args.artifact else artifacts_dir() / cfg.name
         result = check_js_module(artifact, cfg, args.images, args.annotations, args.limit, args.backend)
     except UserError as exc:

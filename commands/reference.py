@@ -48,7 +48,7 @@ def _main(argv=None) -> int:
     from nanodet_ref.preprocess import list_images
     from validation.coco_ap import CocoAnnotations
 
-    coco = CocoAnnotations(annotations)
+    coco = CocoAnnotations(annotations, cfg.class_names)
     result = coco.evaluate(reference_detections(cfg, model, list_images(Path(images))))
     print(json.dumps({"model": cfg.name, "weights": provenance["weights"], **result}))
     return 0

@@ -39,6 +39,8 @@ def _common(p: argparse.ArgumentParser, artifacts: bool = True) -> None:
         p.add_argument("--artifacts", help="artifact folder, or the root holding <model>/ (default: artifacts/)")
     p.add_argument("--tfjs-backend", default="wasm", choices=BACKENDS, help="TFJS backend in Node (default wasm)")
     p.add_argument("--limit", type=int, help="only the first N images (quick runs)")
+    p.add_argument("--input-size", metavar="W,H", help="the model at this input size (converted with --input-size; "
+                                                       "its folder is <model>-WxH)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="validate an artifact folder against PyTorch")
     _common(v)
-    v.add_argument("--stages", help="comma-separated subset of onnx,onnx_sim,saved_model,tfjs")
+    v.add_argument("--stages", help="comma-separated subset of onnx,onnx_sim,saved_model,tfjs, or the browser stages "
+                                    "tfjs_chromium,tfjs_webgl_f16 (headless Chromium; run only when named)")
     v.add_argument("--localize", action="store_true",
                    help="localise every stage, passing ones too: the first intermediate tensor that differs from "
                         "PyTorch (failing stages are always localised)")
@@ -72,7 +75,22 @@ def _config(args):
         raise UserError("give either --model NAME or --config PATH, not both")
     if not args.model and not args.config:
         raise UserError("give --model NAME (e.g. m-416) or --config PATH")
-    return load_config(args.model or args.config)
+    from nanodet_ref.input_size import parse_input_size, with_input_size
+
+    return with_input_size(load_config(args.model or args.config), parse_input_size(args.input_size))
+
+
+def sized_for_folder(cfg, folder: Path, args):
+    """The config at the input size the folder was converted at, where its manifest records one (``--input-size``
+    at conversion) and none was asked for here: ``--artifacts artifacts/m-416-320x320`` needs no --input-size."""
+    from contracts.manifest import Manifest
+    from nanodet_ref.input_size import with_input_size
+
+    recorded = (Manifest.load(folder, strict=False).data.get("inputs") or {}).get("input_size")
+    if args.input_size is None and isinstance(recorded, list) and tuple(recorded) != tuple(cfg.input_size):
+        _log(f"{folder.name} was converted at input size {recorded[0]}x{recorded[1]} (manifest): using that size")
+        return with_input_size(cfg, tuple(recorded))
+    return cfg
 
 
 def artifact_folder(args, cfg) -> Path:
@@ -93,7 +111,8 @@ def artifact_folder(args, cfg) -> Path:
 def _stages(text):
     if not text:
         return None
-    known = ("onnx", "onnx_sim", "saved_model", "tfjs")
+    from validation.browser_stages import BROWSER_STAGES
+    known = ("onnx", "onnx_sim", "saved_model", "tfjs", *BROWSER_STAGES)
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in names if s not in known]
     if bad:
@@ -112,6 +131,7 @@ def cmd_validate(args) -> int:
 
     cfg = _config(args)
     folder = artifact_folder(args, cfg)
+    cfg = sized_for_folder(cfg, folder, args)
     stages = _stages(args.stages)
     out = adhoc_dir(folder, adhoc_name(args.images, args.annotations, args.limit, stages, args.tfjs_backend))
     with artifact_lock(folder, _log):
@@ -134,6 +154,7 @@ def cmd_accept(args) -> int:
 
     cfg = _config(args)
     folder = artifact_folder(args, cfg)
+    cfg = sized_for_folder(cfg, folder, args)
     out = adhoc_dir(folder, adhoc_name(args.images, args.annotations, args.limit, None, args.tfjs_backend))
     with artifact_lock(folder, _log):
         manifest = Manifest.load(folder)
@@ -160,6 +181,7 @@ def cmd_check(args) -> int:
 
     cfg = _config(args)
     folder = artifact_folder(args, cfg)
+    cfg = sized_for_folder(cfg, folder, args)
     with artifact_lock(folder, _log):
         return _check(args, cfg, folder)
 

@@ -8,9 +8,14 @@ each stage, ``--io-spec`` on the command line, the presets)::
      "outputs": {"cls_pred_stride_8": "Identity:0", ...}}
 
 An output value may also be ``{"name": "...", "transpose": [0, 2, 1]}`` for artifacts whose outputs are laid
-out differently; :meth:`IoSpec.collect` applies the transpose so comparators always see [N, HW, C]. What the
-converters record besides (the input ``shape``, the TFJS input's ``signature_key``, onnx-tf's ``onnx_name``, the
-SavedModel's serving ``signature``) is kept and written back unchanged; the runners do not need it.
+out differently; :meth:`IoSpec.collect` applies the transpose so comparators always see [N, HW, C]. Where one
+artifact output packs several signature outputs (upstream's single ``output`` [1, N, C + 4 (reg_max + 1)],
+``--layout upstream``), each signature output is a *view* of it: ``{"name": "Identity:0", "view": {"of": "output",
+"rows": [0, 2704], "channels": [0, 80]}}``, rows and channels as [start, stop) of axes 1 and 2 (after any
+transpose), ``of`` the packed output's own signature name (``contracts.signature.as_per_level`` writes them).
+What the converters record besides (the input ``shape``, the TFJS input's ``signature_key``, onnx-tf's
+``onnx_name``, the SavedModel's serving ``signature``) is kept and written back unchanged; the runners do not
+need it.
 
 A TFJS graph model says its tensor names in ``model.json``'s ``signature``: :func:`io_spec_from_tfjs_signature`
 is the one reader of it.
@@ -28,10 +33,63 @@ from .errors import UserError
 LAYOUTS = ("NCHW", "NHWC")
 
 
+@dataclass(frozen=True)
+class View:
+    """Where a signature output lies inside a packed artifact output: [start, stop) rows (axis 1) and channels
+    (axis 2); ``of`` names the packed output in the export's own signature (``output``)."""
+    of: str
+    rows: tuple[int, int]
+    channels: tuple[int, int]
+
+    @classmethod
+    def from_dict(cls, spec, where: str) -> "View":
+        """Parse and check the JSON form; UserError naming ``where`` and what is wrong."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("of"), str):
+            raise UserError(f"{where}: view must be {{\"of\", \"rows\": [start, stop], \"channels\": [start, stop]}}")
+        spans = []
+        for key in ("rows", "channels"):
+            span = spec.get(key)
+            if not (isinstance(span, (list, tuple)) and len(span) == 2 and all(type(v) is int for v in span)
+                    and 0 <= span[0] < span[1]):
+                raise UserError(f"{where}: view {key} must be [start, stop] with 0 <= start < stop, got {span}")
+            spans.append((span[0], span[1]))
+        return cls(spec["of"], *spans)
+
+    def to_dict(self) -> dict:
+        return {"of": self.of, "rows": list(self.rows), "channels": list(self.channels)}
+
+    def take(self, value: np.ndarray, where: str) -> np.ndarray:
+        """The view's part of ``value`` [N, rows, channels]; UserError where ``value`` is too small for it (numpy
+        would silently cut the slice short)."""
+        if value.ndim != 3 or value.shape[1] < self.rows[1] or value.shape[2] < self.channels[1]:
+            raise UserError(f"{where}: output '{self.of}' has shape {list(value.shape)}, too small for rows "
+                            f"{list(self.rows)} and channels {list(self.channels)}")
+        return value[:, self.rows[0]:self.rows[1], self.channels[0]:self.channels[1]]
+
+
 @dataclass
 class OutputMap:
     name: str
     transpose: list[int] | None = None
+    view: View | None = None             # a part of a packed artifact output (upstream's single output)
+
+    def to_json(self):
+        """The JSON form: the bare name where nothing else is set."""
+        if self.transpose is None and self.view is None:
+            return self.name
+        out = {"name": self.name}
+        if self.transpose is not None:
+            out["transpose"] = list(self.transpose)
+        if self.view is not None:
+            out["view"] = self.view.to_dict()
+        return out
+
+    def take(self, value, where: str) -> np.ndarray:
+        """This signature output from the artifact output's ``value``: transposed, then its view taken."""
+        value = np.asarray(value)
+        if self.transpose is not None:
+            value = value.transpose(self.transpose)
+        return self.view.take(value, where) if self.view is not None else value
 
 
 @dataclass
@@ -66,9 +124,12 @@ class IoSpec:
             if isinstance(target, str):
                 outputs[sig] = OutputMap(target)
             elif isinstance(target, dict) and isinstance(target.get("name"), str):
-                outputs[sig] = OutputMap(target["name"], target.get("transpose"))
+                view = target.get("view")
+                outputs[sig] = OutputMap(target["name"], target.get("transpose"),
+                                         View.from_dict(view, f"{where}: output '{sig}'") if view is not None else None)
             else:
-                raise UserError(f"{where}: io spec output '{sig}' must be a name or {{\"name\", \"transpose\"}}")
+                raise UserError(f"{where}: io spec output '{sig}' must be a name or {{\"name\", \"transpose\", "
+                                f"\"view\"}}")
         return cls(inp["name"], layout, outputs, input_shape=inp.get("shape"), input_key=inp.get("signature_key"),
                    onnx_input=inp.get("onnx_name"), signature=spec.get("signature")).require(required_outputs, where)
 
@@ -96,12 +157,19 @@ class IoSpec:
             inp["shape"] = list(self.input_shape)
         if self.onnx_input is not None:
             inp["onnx_name"] = self.onnx_input
-        outs = {k: (v.name if v.transpose is None else {"name": v.name, "transpose": list(v.transpose)})
-                for k, v in self.outputs.items()}
+        outs = {k: v.to_json() for k, v in self.outputs.items()}
         out = {"input": inp, "outputs": outs}
         if self.signature is not None:
             out["signature"] = self.signature
         return out
+
+    def artifact_outputs(self) -> list[str]:
+        """The artifact's output tensors to fetch, each once (several views may read one packed output)."""
+        return list(dict.fromkeys(m.name for m in self.outputs.values()))
+
+    def output_labels(self) -> dict[str, str]:
+        """{artifact output tensor: the signature output it gives, or for a packed one the name it is a view of}."""
+        return {m.name: m.view.of if m.view is not None else sig for sig, m in self.outputs.items()}
 
     def prepare_input(self, batch: np.ndarray) -> np.ndarray:
         """NCHW batch -> the artifact's layout."""
@@ -119,10 +187,7 @@ class IoSpec:
             if value is None:
                 raise UserError(f"{where}: artifact has no output '{target.name}' (mapped to {sig}); "
                                 f"it has {', '.join(sorted(produced))}")
-            value = np.asarray(value)
-            if target.transpose is not None:
-                value = value.transpose(target.transpose)
-            out[sig] = value
+            out[sig] = target.take(value, where)
         return out
 
 
@@ -172,7 +237,8 @@ def io_spec_from_tfjs_signature(model_json: Path, output_shapes: dict[str, list[
     With ``saved_model``, the io spec of the SavedModel the model was converted from: each output is the tensor
     that output's serving key became, and the input layout is the SavedModel's. Without: each output is the one
     whose key is the signature name (the ONNX name survives through the SavedModel signature), else the one
-    output of its shape; the layout follows from the input shape.
+    output of its shape; the layout follows from the input shape. A SavedModel output read as views (upstream's
+    single output) gives the same views of its TFJS tensor.
     """
     model_json = Path(model_json)
     try:
@@ -196,5 +262,6 @@ def io_spec_from_tfjs_signature(model_json: Path, output_shapes: dict[str, list[
         layout = saved_model.layout
     else:
         layout = "NHWC" if len(dims) == 4 and dims[3] == 3 and dims[1] != 3 else "NCHW"
-    return IoSpec(in_info.get("name", in_key), layout, {k: OutputMap(v) for k, v in mapping.items()},
+    views = {k: saved_model.outputs[k].view if saved_model is not None else None for k in mapping}
+    return IoSpec(in_info.get("name", in_key), layout, {k: OutputMap(v, view=views[k]) for k, v in mapping.items()},
                   input_shape=dims, input_key=in_key)

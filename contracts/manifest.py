@@ -4,8 +4,9 @@ Layout (top level): ``name`` (the artifact name: model + option suffixes), ``com
 ``stages_completed`` (in order), ``stages`` (per stage: output path, cache key and what went into it, sha256 of
 every output file, io spec, extras such as the patches that ran), ``weights`` (``checkpoint <file>`` or
 ``random (seed N)``) and ``weights_provenance``, ``inputs`` (config and checkpoint paths with their sha256),
-``options``, ``versions`` (tools and packages), ``signature`` (the model's input/output contract), ``io_specs``
-(per stage), ``files`` (sha256 of every output file), ``patches`` (which ran), and last ``run``: the facts of
+``options`` (``layout`` among them), ``versions`` (tools and packages), ``signature`` (the model's input/output
+contract, with its ``layout``), ``io_specs`` (per stage), ``files`` (sha256 of every output file), ``patches``
+(which ran), and last ``run``: the facts of
 the run that wrote it (folder, start and end time, seconds, per stage cached or built, copied from which sibling,
 seconds, when it was built). Everything outside ``run`` depends only on the inputs, so two builds of the same
 inputs have the same manifest but for ``run``. The manifest is written atomically.
@@ -94,6 +95,12 @@ class Manifest:
     @property
     def model(self) -> str | None:
         return self.data.get("model")
+
+    @property
+    def layout(self) -> str:
+        """The exported outputs' layout (``options.layout``: ``per-level``, or ``upstream``); ``per-level`` where
+        the manifest predates the option."""
+        return str(_dict(self.data.get("options")).get("layout") or "per-level")
 
     @property
     def complete(self) -> bool:

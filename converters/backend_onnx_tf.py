@@ -28,19 +28,21 @@ def read_signature(saved_model_dir: Path, signature: str = SIGNATURE) -> dict:
     raise RuntimeError(f"{saved_model_dir}: SavedModel has no '{signature}' signature")
 
 
-def io_spec_from_signature(saved_model_dir: Path, cfg, layout: str = "NCHW") -> dict:
-    """Map the model signature onto the SavedModel's serving signature keys (they keep the ONNX names)."""
-    from contracts.signature import INPUT_NAME, output_names
+def io_spec_from_signature(saved_model_dir: Path, onnx_model, layout: str = "NCHW") -> dict:
+    """Map the ONNX graph's input and outputs onto the SavedModel's serving signature keys (they keep the ONNX
+    names); the stage checks them against the model signature."""
     sig = read_signature(saved_model_dir)
     if len(sig["inputs"]) != 1:
         raise RuntimeError(f"SavedModel signature has {len(sig['inputs'])} inputs, expected 1")
     in_key, (_, in_shape) = next(iter(sig["inputs"].items()))
     outputs = {}
-    for name in output_names(cfg.strides):
+    for name in (o.name for o in onnx_model.graph.output):
         if name not in sig["outputs"]:
             raise RuntimeError(f"SavedModel signature lacks output '{name}' (has {sorted(sig['outputs'])})")
         outputs[name] = name
-    return {"input": {"name": in_key, "layout": layout, "shape": in_shape, "onnx_name": INPUT_NAME},
+    initializers = {t.name for t in onnx_model.graph.initializer}
+    onnx_input = next(i.name for i in onnx_model.graph.input if i.name not in initializers)
+    return {"input": {"name": in_key, "layout": layout, "shape": in_shape, "onnx_name": onnx_input},
             "outputs": outputs, "signature": SIGNATURE}
 
 
@@ -54,7 +56,7 @@ def to_saved_model(onnx_path: Path, out_dir: Path, cfg) -> dict:
     model = onnx.load(str(onnx_path))
     rep = prepare(model, device="CPU")
     rep.export_graph(str(out_dir))
-    return io_spec_from_signature(Path(out_dir), cfg)
+    return io_spec_from_signature(Path(out_dir), model)
 
 
 def main(argv=None) -> int:

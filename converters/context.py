@@ -30,6 +30,7 @@ class StageContext:
     artifact_dir: Path
     log: callable = log_stderr
     extras: dict = field(default_factory=dict)   # things a stage hands on within one run
+    hooks: dict = field(default_factory=dict)    # what a higher floor lends a stage (the auto quantization search)
 
     @property
     def cfg(self):

@@ -220,7 +220,7 @@ def check_folder(artifact_dir: Path) -> None:
 
 
 def source_inputs(source: ModelSource) -> dict:
-    return {"config_sha256": source.config_sha256, "weights": source.weights_id}
+    return {"config_sha256": source.config_sha256, "weights": source.weights_id, **source.size_inputs()}
 
 
 # -- one stage -----------------------------------------------------------------------------------------------
@@ -320,7 +320,8 @@ def finish_manifest(man: ManifestWriter, results: list[StageResult], run_facts: 
 # -- the run -------------------------------------------------------------------------------------------------
 
 def build_artifact(source: ModelSource, options: ConvertOptions, artifact_dir: Path, force: bool = False,
-                   log=log_stderr, stages=STAGES, post=None) -> tuple[list[StageResult], ManifestWriter, dict]:
+                   log=log_stderr, stages=STAGES, post=None, stage_hooks: dict | None = None
+                   ) -> tuple[list[StageResult], ManifestWriter, dict]:
     """Build the artifact folder anew beside the old one and swap it in (module docstring).
 
     ``post(folder) -> dict`` runs on the complete new folder before the swap (the audit and the validation).
@@ -340,10 +341,13 @@ def build_artifact(source: ModelSource, options: ConvertOptions, artifact_dir: P
     with staging.build_folder(artifact_dir) as folder:
         man = ManifestWriter(folder, [s.NAME for s in stages])
         man.update(name=artifact_name(source.name, options, DEFAULT_OPSET), model=source.name,
-                   options=options.as_dict(), inputs=source.inputs_record(), signature=signature(source.cfg),
+                   options=options.as_dict(), inputs=source.inputs_record(),
+                   signature=signature(source.cfg, options.layout),
                    versions=versions())
         run = Build(artifact_dir, folder, old, man,
-                    StageContext(source=source, options=options, artifact_dir=folder, log=log), force, log)
+                    StageContext(source=source, options=options, artifact_dir=folder, log=log,
+                                 hooks=stage_hooks or {}),
+                    force, log)
         inputs = source_inputs(source)
         for i, stage in enumerate(stages, 1):
             inputs = {"input_digest": place_stage(run, i, stage, inputs)["digest"]}
@@ -374,16 +378,18 @@ def run_stages(source: ModelSource, options: ConvertOptions, artifact_dir: Path,
 
 
 def convert(source: ModelSource, options: ConvertOptions, out: Path | None = None, force: bool = False,
-            post=None, log=log_stderr) -> RunResult:
+            post=None, log=log_stderr, stages=STAGES, stage_hooks: dict | None = None) -> RunResult:
     """Build (or reuse) the artifact folder of ``source`` under ``options``. ``post(folder) -> dict`` runs on the new
     folder before it replaces the old one (the caller's checks: the int64 audit, the validation); its answer is
-    ``RunResult.hooks``."""
+    ``RunResult.hooks``. ``stages``: the first few only (``--until``). ``stage_hooks``: lent to the
+    stages (``StageContext.hooks``: the auto quantization search of ``--quantize auto``)."""
     t0 = time.perf_counter()
     artifact_dir = Path(out) if out else default_artifact_dir(source, options)
     if source.checkpoint is None:
         log(f"WARNING: {source.name} has no checkpoint: weights: random (seed {source.seed}); detections are "
             f"meaningless, only the agreement between stages is")
     with artifact_lock(artifact_dir, log):
-        results, man, hooks = build_artifact(source, options, artifact_dir, force=force, log=log, post=post)
+        results, man, hooks = build_artifact(source, options, artifact_dir, force=force, log=log, post=post,
+                                             stages=stages, stage_hooks=stage_hooks)
     seconds = man.data["run"]["seconds"] if "run" in man.data else time.perf_counter() - t0
     return RunResult(artifact_dir, results, seconds, man.data, hooks)

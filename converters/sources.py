@@ -14,6 +14,7 @@ from contracts.errors import UserError
 from contracts.hashing import sha256_file
 from contracts.paths import PROJECT_ROOT, shared_dir
 from nanodet_ref.config import Config, load_config, resolve_checkpoint
+from nanodet_ref.input_size import with_input_size
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ModelSource:
     checkpoint_given: bool           # the user named it (else it came from the config)
     checkpoint_sha256: str | None
     seed: int
+    input_size: tuple[int, int] | None = None   # (w, h) asked for instead of the config's (``--input-size``)
 
     @property
     def name(self) -> str:
@@ -39,7 +41,12 @@ class ModelSource:
         return {"config": display_path(self.config_path), "config_sha256": self.config_sha256,
                 "checkpoint": display_path(self.checkpoint) if self.checkpoint else None,
                 "checkpoint_sha256": self.checkpoint_sha256,
-                "seed": None if self.checkpoint else self.seed}
+                "seed": None if self.checkpoint else self.seed, **self.size_inputs()}
+
+    def size_inputs(self) -> dict:
+        """``{"input_size": [w, h]}`` where another size than the config's was asked for, else {}: it goes into the
+        first stage's cache key (the config file is the same) and the manifest's inputs."""
+        return {"input_size": list(self.input_size)} if self.input_size else {}
 
 
 def display_path(path: Path) -> str:
@@ -53,11 +60,14 @@ def display_path(path: Path) -> str:
 
 
 def resolve(model: str | None = None, config: str | Path | None = None,
-            checkpoint: str | Path | None = None) -> ModelSource:
-    """Load the config (by model name or path) and hash it and its checkpoint; UserError on bad input."""
+            checkpoint: str | Path | None = None, input_size: tuple[int, int] | None = None) -> ModelSource:
+    """Load the config (by model name or path), at ``input_size`` (w, h) where given (``nanodet_ref.input_size``),
+    and hash it and its checkpoint; UserError on bad input."""
     if bool(model) == bool(config):
         raise UserError("give either --model NAME or --config PATH (one of them)")
     cfg = load_config(model or config)
+    resized = with_input_size(cfg, input_size)
+    cfg, input_size = resized, (tuple(resized.input_size) if resized is not cfg else None)
     path = resolve_checkpoint(cfg, checkpoint)
     if path is not None:
         if path.is_dir():
@@ -69,4 +79,4 @@ def resolve(model: str | None = None, config: str | Path | None = None,
     seed = int((cfg.toolkit or {}).get("seed", 0) or 0)
     return ModelSource(cfg=cfg, config_path=Path(cfg.path), config_sha256=sha256_file(cfg.path),
                        checkpoint=path, checkpoint_given=bool(checkpoint),
-                       checkpoint_sha256=sha256_file(path) if path else None, seed=seed)
+                       checkpoint_sha256=sha256_file(path) if path else None, seed=seed, input_size=input_size)

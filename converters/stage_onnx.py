@@ -1,7 +1,8 @@
 """Stage 1, PyTorch -> ONNX (``model.onnx``): build the reference model, load the weights, export.
 
 Uses the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``; opset 10 by default, 11-17 on request).
-Input ``input`` [1, 3, H, W] (fixed shape), outputs named by ``contracts.signature.output_names``. Before export
+Input ``input`` [1, 3, H, W] (fixed shape), outputs named by ``contracts.signature.output_names``; with
+``--layout upstream`` upstream's export signature instead (input ``data``, one output ``output``). Before export
 the torch-level patches registered in ``patches.TORCH_PATCHES`` are applied, in order, to a deep copy of the
 model (the reference model is never changed); ``--patches none`` skips them. The manifest records which ran and
 where the weights came from.
@@ -12,7 +13,7 @@ import copy
 import warnings
 from pathlib import Path
 
-from contracts.signature import INPUT_NAME, output_names, signature_io_spec
+from contracts.signature import export_input_name, export_output_names, signature_io_spec
 
 from .context import StageContext, project_files
 
@@ -27,7 +28,8 @@ def code_files(ctx: StageContext) -> list[Path]:
 
 
 def key_options(ctx: StageContext) -> dict:
-    return {"opset": ctx.options.opset, "patches": ctx.options.patches, "weights": ctx.source.weights_id}
+    return {"opset": ctx.options.opset, "patches": ctx.options.patches, "weights": ctx.source.weights_id,
+            "layout": ctx.options.layout}
 
 
 def torch_patches(ctx: StageContext) -> dict:
@@ -42,7 +44,7 @@ def build_weighted_model(ctx: StageContext):
     from nanodet_ref.checkpoint import load_weights
     from nanodet_ref.model import build_model
     src = ctx.source
-    model = build_model(ctx.cfg)
+    model = build_model(ctx.cfg, ctx.options.layout)
     provenance = load_weights(model, ctx.cfg, src.checkpoint if src.checkpoint_given else None, seed=src.seed)
     if provenance.get("kind") == "checkpoint" and provenance.get("sha256") != src.checkpoint_sha256:
         raise RuntimeError(f"loaded checkpoint sha256 {provenance.get('sha256')} differs from the hashed input "
@@ -73,8 +75,9 @@ def convert(src, dst: Path, ctx: StageContext) -> dict:
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"patches\.")
         if "pan_resample_opset10" in ran:
             warnings.filterwarnings("ignore", message=r"You are trying to export the model with onnx:Resize")
-        torch.onnx.export(export_model, (example,), str(dst), input_names=[INPUT_NAME],
-                          output_names=output_names(ctx.cfg.strides), opset_version=ctx.options.opset,
+        layout = ctx.options.layout
+        torch.onnx.export(export_model, (example,), str(dst), input_names=[export_input_name(layout)],
+                          output_names=export_output_names(ctx.cfg, layout), opset_version=ctx.options.opset,
                           do_constant_folding=True, dynamo=False)
     return {"weights": provenance, "patches": ran, "patch_reports": reports,
-            "io_spec": signature_io_spec(ctx.cfg).to_dict()}
+            "io_spec": signature_io_spec(ctx.cfg, ctx.options.layout).to_dict()}

@@ -54,4 +54,4 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     onnx.save(simplified, str(dst))
     return {"patches": list(reports), "patch_reports": reports,
             "nodes": {"before": len(model.graph.node), "after": len(simplified.graph.node)},
-            "io_spec": signature_io_spec(ctx.cfg).to_dict()}
+            "io_spec": signature_io_spec(ctx.cfg, ctx.options.layout).to_dict()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from contracts.errors import UserError
 from contracts.io_spec import IoSpec
-from contracts.signature import output_names
+from contracts.signature import as_per_level, export_output_names
 
 from .context import StageContext, project_files
 from .reproducible import canonical_fingerprint
@@ -47,11 +47,13 @@ def key_options(ctx: StageContext) -> dict:
     return {"backend": ctx.options.backend}
 
 
-def backend_io_spec(spec, backend: str, cfg) -> IoSpec:
-    """The io spec a backend returned (its JSON form), parsed and checked against the model signature; a bad one
-    is the backend's fault, not the user's (RuntimeError)."""
+def backend_io_spec(spec, backend: str, cfg, layout: str) -> IoSpec:
+    """The io spec a backend returned (its JSON form, by the exported model's output names), parsed, checked
+    against the model signature of ``layout`` and read per level (``contracts.signature.as_per_level``); a bad
+    one is the backend's fault, not the user's (RuntimeError)."""
     try:
-        return IoSpec.from_dict(spec, f"backend {backend}", output_names(cfg.strides))
+        return as_per_level(IoSpec.from_dict(spec, f"backend {backend}", export_output_names(cfg, layout)), cfg,
+                            layout)
     except UserError as exc:
         raise RuntimeError(str(exc)) from None
 
@@ -68,4 +70,5 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
         raise RuntimeError(f"backend {ctx.options.backend} wrote no saved_model.pb")
     canonical_fingerprint(dst)   # TF's random fingerprint uuid -> one derived from its hashes (reproducible bytes)
     refuse_hazards(dst, f"stage {NAME}: backend {ctx.options.backend}")  # no graph of ours may abort a user's TF
-    return {"backend": ctx.options.backend, "io_spec": backend_io_spec(spec, ctx.options.backend, ctx.cfg).to_dict()}
+    return {"backend": ctx.options.backend, "io_spec": backend_io_spec(spec, ctx.options.backend, ctx.cfg,
+                                                                   ctx.options.layout).to_dict()}

@@ -5,9 +5,11 @@
 // mean/std, strides, reg_max, decode thresholds, class names) in `config` below.
 //
 // Pre- and post-processing follow the toolkit's Python reference exactly (nanodet_ref/preprocess.py and
-// nanodet_ref/decode.py, i.e. nanodet v0.4.2): keep-ratio warp centred into the input (bilinear, border 0,
-// as cv2.warpPerspective), BGR, mean/std; sigmoid scores come from the model; box distances are the
-// softmax expectation over the bins; per-class NMS; the best `maxDetections`; boxes in image pixels.
+// nanodet_ref/decode.py), as the config says: the keep-ratio warp centred into the input (legacy NanoDet) or the
+// stretch warp (NanoDet-Plus, keepRatio false), computed as cv2.warpPerspective does, bit for bit
+// (nanodet_warp.mjs), BGR, mean/std; sigmoid scores come from the model; points at (col + priorOffset) * stride
+// for every stride of the config; box distances are the softmax expectation over the bins; per-class NMS; the
+// best `maxDetections`; boxes in image pixels (nanodet_decode.mjs). Ship the three files together.
 //
 //   import { load } from './nanodet.mjs';
 //   const detector = await load('path/or/url/model.json', { tf });   // tf: tfjs-core + tfjs-converter
@@ -19,6 +21,7 @@
 // HTMLVideoElement, ImageBitmap or OffscreenCanvas.
 
 import { decodeOutputs, invert3x3 } from './nanodet_decode.mjs';
+import { warpBilinear } from './nanodet_warp.mjs';
 
 export { invert3x3 };
 
@@ -35,7 +38,7 @@ function requireConfig(cfg) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Geometry: the keep-ratio warp (nanodet_ref.preprocess.warp_matrix) and 3x3 matrix helpers (row-major).
+// Geometry: the warp matrix (nanodet_ref.preprocess.warp_matrix): keep-ratio (letterbox) or stretch.
 // ---------------------------------------------------------------------------------------------------------
 
 /** 3x3 matrix (row-major, 9 numbers) mapping image pixels to input-tensor pixels: T @ S @ C. */
@@ -51,29 +54,24 @@ export function warpMatrix(srcWidth, srcHeight, dstWidth, dstHeight, keepRatio =
 // Preprocessing (pure JS on pixels; no tensors).
 // ---------------------------------------------------------------------------------------------------------
 
-/** Round half to even, as OpenCV's saturate_cast<uchar> does. */
-function roundEven(v) {
-  const r = Math.round(v);
-  return (r - v === 0.5 && (r & 1) === 1) ? r - 1 : r;
-}
-
 /**
  * Pixels {data, width, height, channels?} (RGB or RGBA, values 0..255) -> {input, shape, warp, width, height}.
  * `input` is a Float32Array in the model's layout (NCHW or NHWC), BGR, normalised with mean/std; `warp` is the
- * image -> input matrix. The warp is a bilinear sample at the inverse-mapped position of every input pixel
- * with border 0, rounded to uint8 like cv2.warpPerspective, then (v - mean) / std in float32.
+ * image -> input matrix. The warp is cv2.warpPerspective's bilinear warp with border 0, bit for bit
+ * (nanodet_warp.mjs; `options.fused: false` gives OpenCV's result on CPUs without AVX2), then (v - mean) / std
+ * in float32 as numpy computes it: the input equals the Python reference's (nanodet_ref/preprocess.py) exactly.
  */
-export function preprocess(pixels, cfg = config) {
+export function preprocess(pixels, cfg = config, options = {}) {
   cfg = requireConfig(cfg);
   const { data, width, height } = pixels;
   if (!(width > 0 && height > 0) || data == null) throw new Error('nanodet: image has no pixels');
   const channels = pixels.channels || data.length / (width * height);
-  if (channels !== 3 && channels !== 4) {
+  if ((channels !== 3 && channels !== 4) || data.length !== width * height * channels) {
     throw new Error(`nanodet: image data must be RGB or RGBA (got ${data.length} values for ${width}x${height})`);
   }
   const [W, H] = [cfg.inputWidth, cfg.inputHeight];
   const warp = warpMatrix(width, height, W, H, cfg.keepRatio);
-  const inv = invert3x3(warp);
+  const rgb = warpBilinear({ data, width, height, channels }, warp, W, H, options);
   const plane = W * H;
   const input = new Float32Array(3 * plane);
   const nchw = cfg.inputLayout === 'NCHW';
@@ -82,52 +80,13 @@ export function preprocess(pixels, cfg = config) {
   const std = cfg.std.map(f32);
   const [oB, oG, oR] = nchw ? [0, plane, 2 * plane] : [0, 1, 2];
   const step = nchw ? 1 : 3;
-  // The keep-ratio warp is axis-aligned: the source x depends on x only, y on y only (same arithmetic as
-  // inv @ [x, y, 1], whose other terms are exact zeros).
-  if (inv[1] !== 0 || inv[3] !== 0 || inv[6] !== 0 || inv[7] !== 0 || inv[8] !== 1) {
-    throw new Error('nanodet: only axis-aligned warps are supported');
-  }
-  const colX0 = new Int32Array(W);
-  const colAx = new Float64Array(W);
-  for (let x = 0; x < W; x += 1) {
-    const sx = inv[0] * x + inv[2];
-    colX0[x] = Math.floor(sx);
-    colAx[x] = sx - colX0[x];
-  }
-  const level = (v) => Math.min(255, Math.max(0, roundEven(v)));
-  for (let y = 0; y < H; y += 1) {
-    const sy = inv[4] * y + inv[5];
-    const y0 = Math.floor(sy);
-    const ay = sy - y0;
-    const rowIn = [y0 >= 0 && y0 < height, y0 + 1 >= 0 && y0 + 1 < height];
-    for (let x = 0; x < W; x += 1) {
-      const x0 = colX0[x];
-      const ax = colAx[x];
-      const colIn0 = x0 >= 0 && x0 < width;
-      const colIn1 = x0 + 1 >= 0 && x0 + 1 < width;
-      let r = 0;
-      let g = 0;
-      let b = 0;
-      for (let dy = 0; dy < 2; dy += 1) {
-        if (!rowIn[dy]) continue;
-        const wy = dy ? ay : 1 - ay;
-        const base = (y0 + dy) * width;
-        if (colIn0) {
-          const w = wy * (1 - ax);
-          const p = (base + x0) * channels;
-          r += w * data[p]; g += w * data[p + 1]; b += w * data[p + 2];
-        }
-        if (colIn1) {
-          const w = wy * ax;
-          const p = (base + x0 + 1) * channels;
-          r += w * data[p]; g += w * data[p + 1]; b += w * data[p + 2];
-        }
-      }
-      const o = (y * W + x) * step;
-      input[o + oB] = f32(f32(level(b) - mean[0]) / std[0]);
-      input[o + oG] = f32(f32(level(g) - mean[1]) / std[1]);
-      input[o + oR] = f32(f32(level(r) - mean[2]) / std[2]);
-    }
+  for (let i = 0; i < plane; i += 1) {
+    // float32 (v - mean) then float32 / std: each rounded once (the double result of either rounds to the same
+    // float32 as a float32 operation would).
+    const o = i * step;
+    input[o + oB] = f32(f32(rgb[i * 3 + 2] - mean[0]) / std[0]);
+    input[o + oG] = f32(f32(rgb[i * 3 + 1] - mean[1]) / std[1]);
+    input[o + oR] = f32(f32(rgb[i * 3] - mean[2]) / std[2]);
   }
   return { input, shape: nchw ? [1, 3, H, W] : [1, H, W, 3], warp, width, height };
 }
@@ -167,8 +126,9 @@ export async function toPixels(image) {
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * Detections from raw head outputs {cls_pred_stride_S: [HW*C], dis_pred_stride_S: [HW*4(reg_max+1)]}
- * (typed arrays, batch of one), as nanodet_ref.decode.decode computes them; see nanodet_decode.mjs.
+ * Detections from raw head outputs {cls_pred_stride_S: [HW*C], dis_pred_stride_S: [HW*4(reg_max+1)]}, or from
+ * upstream's single {output} where config.layout is 'upstream' (typed arrays, batch of one), as
+ * nanodet_ref.decode.decode computes them; see nanodet_decode.mjs.
  */
 export function decode(outputs, options = {}, cfg = config) {
   return decodeOutputs(outputs, options, requireConfig(cfg));
@@ -240,7 +200,8 @@ export class Detector {
     this.useAsync = false;
   }
 
-  /** Raw outputs {signature name: Float32Array} for an input Float32Array in `layout` (default: the model's). */
+  /** Raw outputs {output name: Float32Array} (per level, or upstream's one `output`: config.layout) for an input
+   * Float32Array in `layout` (default: the model's). */
   async infer(input, layout = this.config.inputLayout) {
     const { tf } = this;
     const cfg = this.config;

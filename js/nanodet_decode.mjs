@@ -116,12 +116,45 @@ function toArray(x) {
 }
 
 /**
- * Detections from raw head outputs {cls_pred_stride_S: [HW*C], dis_pred_stride_S: [HW*4(reg_max+1)]}
- * (typed arrays, batch of one), as nanodet_ref.decode.decode computes them.
+ * Upstream's single output {output: [N*(C + 4(reg_max+1))]} (a model converted with `--layout upstream`:
+ * cfg.layout 'upstream'; per point the C scores then the logits, the levels one after the other in stride order,
+ * each level's map row-major) -> the per-level outputs decode reads. Other outputs are returned unchanged.
+ */
+export function perLevelOutputs(outputs, cfg) {
+  if (cfg.layout !== 'upstream' || outputs.output == null) return outputs;
+  const packed = toArray(outputs.output);
+  const C = cfg.numClasses;
+  const L = 4 * (cfg.regMax + 1);
+  const result = {};
+  let start = 0;
+  for (const stride of cfg.strides) {
+    const n = Math.ceil(cfg.inputHeight / stride) * Math.ceil(cfg.inputWidth / stride);
+    const scores = new Float32Array(n * C);
+    const logits = new Float32Array(n * L);
+    for (let r = 0; r < n; r += 1) {
+      const base = (start + r) * (C + L);
+      scores.set(packed.subarray(base, base + C), r * C);
+      logits.set(packed.subarray(base + C, base + C + L), r * L);
+    }
+    result[`cls_pred_stride_${stride}`] = scores;
+    result[`dis_pred_stride_${stride}`] = logits;
+    start += n;
+  }
+  if (start * (C + L) !== packed.length) {
+    throw new Error(`nanodet: output has ${packed.length} values, expected ${start}x${C + L}`);
+  }
+  return result;
+}
+
+/**
+ * Detections from raw head outputs {cls_pred_stride_S: [HW*C], dis_pred_stride_S: [HW*4(reg_max+1)]}, or
+ * upstream's single {output} (see perLevelOutputs), as typed arrays of a batch of one, as
+ * nanodet_ref.decode.decode computes them.
  * Boxes are in input-tensor pixels, or in image pixels when `warp` (image -> input, 3x3 row-major) and
  * `imageWidth`/`imageHeight` are given. Options override the config's thresholds.
  */
-export function decodeOutputs(outputs, options, cfg) {
+export function decodeOutputs(rawOutputs, options, cfg) {
+  const outputs = perLevelOutputs(rawOutputs, cfg);
   const scoreThreshold = f32(options.scoreThreshold ?? cfg.scoreThreshold);
   const iouThreshold = f32(options.iouThreshold ?? cfg.nmsIou);
   const maxDetections = options.maxDetections ?? cfg.maxDetections;

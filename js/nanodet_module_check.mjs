@@ -15,7 +15,10 @@
 //           tf.memory().numTensors before and after N detect() calls.
 // Without a model (the module's pure-JS parts, or the image decoder only):
 //   pixels     --list list.json   list: [{file: image, out: file}] -> the RGB bytes detect uses (+ out.json: size)
-//   preprocess --list list.json   list: [{raw: RGB bytes, width, height, out: file}] -> float32 input tensors
+//   preprocess --list list.json   list: [{raw: RGB bytes, width, height, out: file, fused?}] -> float32 input
+//           tensors (out) and {warp} (out.json); fused: false warps as OpenCV does on CPUs without AVX2
+//   warp       --list list.json   list: [{raw: RGB bytes, width, height, matrix: [9], dstWidth, dstHeight, out,
+//           fused?}] -> the warped RGB bytes (nanodet_warp.mjs beside the module: cv2.warpPerspective's bilinear warp)
 //   decode     --list list.json --out file.json
 //           list: [{id, outputs: {signature name: float32 file}, warp: [9] or null, width, height}]
 import fs from 'node:fs';
@@ -32,8 +35,8 @@ function fail(message) {
 
 function parseArgs(argv) {
   const [command, ...rest] = argv;
-  if (!['parity', 'detect', 'memory', 'preprocess', 'decode', 'pixels'].includes(command)) {
-    fail(`unknown command '${command}' (parity|detect|memory|preprocess|decode|pixels)`);
+  if (!['parity', 'detect', 'memory', 'preprocess', 'warp', 'decode', 'pixels'].includes(command)) {
+    fail(`unknown command '${command}' (parity|detect|memory|preprocess|warp|decode|pixels)`);
   }
   const args = { command, backend: 'wasm', calls: '500' };
   for (let i = 0; i < rest.length; i += 2) {
@@ -94,8 +97,18 @@ async function main() {
   const mod = await import(pathToFileURL(path.resolve(args.module)).href);
   if (args.command === 'preprocess') {
     for (const item of JSON.parse(fs.readFileSync(args.list, 'utf8'))) {
-      const { input } = mod.preprocess(await readImage(item));
+      const { input, warp } = mod.preprocess(await readImage(item), mod.config, { fused: item.fused !== false });
       fs.writeFileSync(item.out, Buffer.from(input.buffer, input.byteOffset, input.byteLength));
+      fs.writeFileSync(`${item.out}.json`, JSON.stringify({ warp }));
+    }
+    return;
+  }
+  if (args.command === 'warp') {
+    const { warpBilinear } = await import(new URL('nanodet_warp.mjs', pathToFileURL(path.resolve(args.module))).href);
+    for (const item of JSON.parse(fs.readFileSync(args.list, 'utf8'))) {
+      const out = warpBilinear(await readImage(item), item.matrix, item.dstWidth, item.dstHeight,
+        { fused: item.fused !== false });
+      fs.writeFileSync(item.out, out);
     }
     return;
   }

@@ -37,9 +37,9 @@ def test_a_command_gets_its_own_arguments(capsys):
 
 
 def test_every_makefile_recipe_runs_a_command_of_the_entry():
-    """``make -n``: convert, validate, accept, check, bench and js-check each run ``-m commands <name>`` with a name
-    the entry knows (the installed ``nanodet-tfjs`` has the same commands)."""
-    for target in ("convert", "validate", "accept", "check", "bench", "js-check"):
+    """``make -n``: convert, validate, accept, check, bench, js-check, zoo and demo each run ``-m commands <name>``
+    with a name the entry knows (the installed ``nanodet-tfjs`` has the same commands)."""
+    for target in ("convert", "validate", "accept", "check", "bench", "js-check", "zoo", "demo"):
         out = subprocess.run(["make", "-n", target, "MODEL=m-416"], cwd=PROJECT_ROOT, capture_output=True,
                              text=True, timeout=60).stdout
         used = re.findall(r"-m commands (\S+)", out)
@@ -47,7 +47,8 @@ def test_every_makefile_recipe_runs_a_command_of_the_entry():
 
 
 def test_the_convert_command_names_what_it_skips(capsys):
-    args = SimpleNamespace(no_audit=True, no_validate=True, images=None, annotations=None)
+    args = SimpleNamespace(no_audit=True, no_validate=True, images=None, annotations=None, limit=None,
+                           no_localize=False)
     assert post_conversion_checks(args, None, PROJECT_ROOT / "no-such-folder") == {}
     assert capsys.readouterr().err.splitlines() == ["audit: skipped (--no-audit)",
                                                     "validation: skipped (--no-validate)"]

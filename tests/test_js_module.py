@@ -56,7 +56,8 @@ def test_render_writes_the_model_constants(tmp_path):
                         "dis_pred_stride_8": {"name": "Identity_3:0", "transpose": [0, 2, 1]}}}
     path = render(tmp_path, cfg, spec)
     assert path == tmp_path / MODULE_NAME
-    assert (tmp_path / "nanodet_decode.mjs").read_text() == (JS_DIR / "nanodet_decode.mjs").read_text()
+    for name in ("nanodet_decode.mjs", "nanodet_warp.mjs"):   # the files nanodet.mjs imports, copied beside it
+        assert (tmp_path / name).read_text() == (JS_DIR / name).read_text()
     got = rendered_config(path)
     assert got == module_config(cfg, spec)
     assert got["inputName"] == "input_1:0" and got["inputLayout"] == "NHWC"
@@ -100,35 +101,7 @@ def run_script(*args):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_js_preprocess_matches_reference(tmp_path, shared, layout):
-    """Same pixels in (OpenCV's decode): the JS keep-ratio warp + BGR + mean/std gives the reference tensor
-    (cv2.warpPerspective rounds to uint8; 1 level = 1/std apart is allowed on a tiny fraction of values)."""
-    import cv2
-
-    from nanodet_ref.preprocess import preprocess_file, read_image
-
-    node_ready()
-    cfg = load_config("m-416")
-    module = render(tmp_path, cfg, identity_spec(layout))
-    images = sorted((shared / "data" / "coco-val2017-40" / "images").glob("*.jpg"))[:4]
-    items = []
-    for i, p in enumerate(images):
-        rgb = np.ascontiguousarray(cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB))
-        rgb.tofile(tmp_path / f"{i}.rgb")
-        items.append({"raw": str(tmp_path / f"{i}.rgb"), "width": rgb.shape[1], "height": rgb.shape[0],
-                      "out": str(tmp_path / f"{i}.f32")})
-    (tmp_path / "list.json").write_text(json.dumps(items))
-    run_script("preprocess", "--module", module, "--list", tmp_path / "list.json")
-    for i, p in enumerate(images):
-        ref = preprocess_file(p, cfg)[0][0]  # [3, H, W]
-        got = np.fromfile(tmp_path / f"{i}.f32", np.float32)
-        got = got.reshape(3, 416, 416) if layout == "NCHW" else got.reshape(416, 416, 3).transpose(2, 0, 1)
-        diff = np.abs(got - ref)
-        one_level = 1.0 / min(cfg.std) + 1e-5
-        assert diff.max() <= one_level, (p.name, diff.max())
-        assert (diff > 1e-5).mean() < 1e-3, (p.name, (diff > 1e-5).mean())
+# The module's preprocessing against the reference, bit for bit: tests/test_js_warp_exact.py.
 
 
 @pytest.mark.slow
@@ -214,6 +187,11 @@ def test_js_module_matches_reference_on_converted_model(converted_m416, shared, 
     assert e2e["ap_diff_same_pixels"] <= check.AP_TOL_SAME_PIXELS, e2e
     assert e2e["ap_diff_jpeg"] <= check.AP_TOL_JPEG, e2e
     assert e2e["decoder_pixels"]["images"] == 40 and e2e["decoder_pixels"]["max_abs_diff"] == 0, e2e
+    # detect() from the JPEGs: the input tensors are the reference's bit for bit, so the detections are its own
+    for key in ("detections_same_pixels", "detections_files"):
+        assert e2e[key]["images"] == 40 and e2e[key]["ok"], e2e[key]
+        assert e2e[key]["detections"] == parity["detections"] and e2e[key]["score_max"] == 0.0, e2e[key]
+    assert e2e["ap_js_module_jpeg"] == e2e["ap_reference_pipeline"] == e2e["ap_tfjs_stage_recorded"], e2e
     assert e2e["ap_js_module_jpeg"] > 0.3, e2e  # the real checkpoint: ~0.33 on this set
     assert result["ok"]
 

@@ -19,8 +19,10 @@ import pytest
 from contracts.paths import PROJECT_ROOT
 
 PACKAGES = ("contracts", "nanodet_ref", "patches", "converters", "validation", "commands")
-JS_FILES = ("run_graph_model.mjs", "nanodet.mjs", "nanodet_decode.mjs", "nanodet_module_check.mjs", "detect.mjs",
-            "package.json", "package-lock.json", "demo/index.html", "demo/demo.js", "demo/run_in_chromium.mjs")
+JS_FILES = ("run_graph_model.mjs", "nanodet.mjs", "nanodet_decode.mjs", "nanodet_warp.mjs", "nanodet_module_check.mjs",
+            "detect.mjs", "package.json", "package-lock.json", "demo/index.html", "demo/demo.js", "demo/run_in_chromium.mjs",
+            "run_onnx_web.mjs", "browser/bench.html", "browser/page.mjs", "browser/bundle.mjs", "browser/chromium.mjs",
+            "browser/wasm_threads.mjs")
 DATA = "share/nanodet-tfjs"
 
 

@@ -36,5 +36,5 @@ def test_random_weights_pass_in_onnxruntime(model):
     raw = compare_raw(want, got, tol["raw_atol"], tol["raw_rtol"])
     assert raw["pass"], raw["failures"]
     dis = [raw["outputs"][f"dis_pred_stride_{s}"] for s in cfg.strides]
-    assert max(o["scale"] for o in dis) > 5  # large box logits: the case the relative term is for
+    assert max(o["scale"] for o in dis) > 4  # large box logits: the case the relative term is for
     assert all(o["max_abs_diff"] > 0 for o in dis)  # onnxruntime really computes differently

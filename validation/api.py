@@ -16,6 +16,7 @@ from pathlib import Path
 
 from contracts.errors import UserError
 from contracts.manifest import Manifest
+from contracts.signature import DEFAULT_LAYOUT
 from converters.sources import display_path
 
 from . import artifacts as art
@@ -26,6 +27,7 @@ from .runners.tfjs_node import TfjsNodeRunner
 
 
 ADHOC_FOLDER = "validations"
+MIXED_FACTS = ("quantize", "weight_types", "keep", "quantize_search")   # the TFJS stage's, for the report
 RUN_STAGE_FACTS = ("seconds", "runner", "localization_seconds")   # per stage: timings, not results (run block)
 
 
@@ -33,27 +35,30 @@ def _log_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def reference_runner(cfg, prov: dict, checkpoint=None):
-    """PyTorch with the artifact's weights: the checkpoint whose sha256 the manifest records, or the seed."""
+def reference_runner(cfg, prov: dict, checkpoint=None, layout: str = DEFAULT_LAYOUT):
+    """PyTorch with the artifact's weights: the checkpoint whose sha256 the manifest records, or the seed; in the
+    artifact's output layout (read per level all the same)."""
     from .runners.pytorch import TorchRunner
 
     if prov.get("kind") == "random":
-        return _random_runner(cfg, int(prov.get("seed", 0)))
+        return _random_runner(cfg, int(prov.get("seed", 0)), layout)
     if prov.get("kind") == "checkpoint":
-        return TorchRunner.from_config(cfg, checkpoint=art.reference_checkpoint(prov, cfg, checkpoint))
-    return TorchRunner.from_config(cfg, checkpoint=checkpoint, seed=int(cfg.toolkit.get("seed", 0) or 0))
+        return TorchRunner.from_config(cfg, checkpoint=art.reference_checkpoint(prov, cfg, checkpoint),
+                                       layout=layout)
+    return TorchRunner.from_config(cfg, checkpoint=checkpoint, seed=int(cfg.toolkit.get("seed", 0) or 0),
+                                   layout=layout)
 
 
-def _random_runner(cfg, seed: int):
+def _random_runner(cfg, seed: int, layout: str = DEFAULT_LAYOUT):
     """Seeded random weights even where the config names a checkpoint that exists (the artifact used random)."""
     from nanodet_ref.checkpoint import use_random_weights
     from nanodet_ref.model import build_model
 
     from .runners.pytorch import TorchRunner
 
-    model = build_model(cfg)
+    model = build_model(cfg, layout)
     why = f"the artifact of {cfg.name} was converted from random weights (manifest)"
-    return TorchRunner(model, use_random_weights(model, cfg, seed, why))
+    return TorchRunner(model, use_random_weights(model, cfg, seed, why), cfg)
 
 
 class BrokenRunner:
@@ -94,19 +99,28 @@ def build_stage_runners(artifact_dir: Path, manifest: Manifest, cfg, tfjs_backen
             runners[name] = BrokenRunner(name, f"cannot load: {exc}")
         except Exception as exc:  # TF / onnxruntime raise their own types on corrupt files
             runners[name] = BrokenRunner(name, f"cannot load: {exc.__class__.__name__}: {str(exc)[:200]}")
+    if only:   # the browser stages run the tfjs stage's model in Chromium: only where asked for by name
+        from .browser_stages import add_browser_stages
+        tfjs = art.present_stages(artifact_dir, manifest).get("tfjs")
+        add_browser_stages(runners, quantized, tfjs, art.stage_io_spec(manifest, "tfjs", tfjs, cfg) if tfjs else None,
+                           only, art.tfjs_quantization(tfjs) if tfjs else None)
     return runners, quantized
 
 
 def _annotations(image_set, cfg):
+    """The annotations, their classes matched to the model's by name (``coco_ap.match_classes``). Where the match
+    is partial or empty: one warning line, kept in the report's warnings (where no class matches there is no AP:
+    the caller passes no annotations on, and the quantized stages are judged on matched detections)."""
     if image_set.annotations is None:
         return None
     from .coco_ap import CocoAnnotations
 
-    ann = CocoAnnotations(image_set.annotations)
-    if len(ann.category_ids) < cfg.num_classes:
-        raise UserError(f"{image_set.annotations}: {len(ann.category_ids)} categories but the model has "
-                        f"{cfg.num_classes} classes")
+    ann = CocoAnnotations(image_set.annotations, cfg.class_names)
     check_annotation_coverage(image_set, ann)
+    note = ann.classes.note(image_set.annotations)
+    if note:
+        print(f"warning: {note}", file=sys.stderr, flush=True)
+        image_set.warnings.append(note)
     return ann
 
 
@@ -157,6 +171,8 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
     ``first_divergence`` (``validation.localize.hook``)."""
     image_set = select_files(resolve_images(images, annotations, limit), only_files)
     ann = _annotations(image_set, cfg)
+    classes = ann.classes.as_dict() if ann is not None else None
+    ann = None if ann is None or ann.classes.none else ann   # no class is a category: no AP, never a number
     batch = load_batch(image_set, cfg)
     shared_default = images is None and image_set.source.startswith("shared:")
     prov = getattr(reference, "provenance", {}) or {}
@@ -177,6 +193,7 @@ def run_validation(out_dir: Path, cfg, reference, stage_runners: dict, quantized
         "image_source": image_set.source,
         "image_files": [p.name for p in image_set.paths],
         "annotations": image_set.annotations.name if image_set.annotations else None,
+        "classes": classes,
         "tolerances": tolerances(cfg),
         "stages": {n: stages[n] for n in order_stages(stages)},
         "pass": all(s.get("pass") for s in stages.values()),
@@ -213,10 +230,13 @@ def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_ba
         raise UserError(f"{artifact_dir}: no stage artifacts found (model.onnx, model.sim.onnx, saved_model/, "
                         f"tfjs/model.json)")
     prov = manifest.weights_provenance()
-    reference = reference_runner(cfg, prov, checkpoint)
+    reference = reference_runner(cfg, prov, checkpoint, manifest.layout)
     extra = {"artifact": manifest.name or artifact_dir.name,
              "tfjs_backend": tfjs_backend if "tfjs" in runners else None,
              "stage_digests": manifest.stage_digests(list(runners))}
+    mixed = {k: v for k, v in (manifest.stage("tfjs") or {}).items() if k in MIXED_FACTS}
+    if "tfjs" in runners and mixed.get("weight_types"):
+        extra["weight_types"] = mixed   # --keep / --quantize auto: which weights got which type (report.md says)
     from .localize.hook import stage_localizer
     tol = tolerances(cfg)
     localizer = stage_localizer(localize, artifact_dir, manifest, runners, tol["raw_atol"], tol["raw_rtol"],

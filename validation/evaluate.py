@@ -7,6 +7,10 @@ Criteria (``toolkit.validation`` of the config):
 - quantized stages (TFJS float16 / uint8 weights): COCO AP within ``quantized_ap_delta`` of PyTorch's AP; raw
   diffs are reported but not judged, near-ties not sought. Without annotations: ``matched_fraction`` >=
   ``quantized_min_matched`` (default 0.9) instead, said in the stage's ``notes``;
+- half-float storage (the browser stage ``tfjs_webgl_f16``, ``validation.browser_stages``): every raw output within
+  ``half_float_raw_atol + half_float_raw_rtol * scale`` AND AP within ``half_float_ap_delta`` of PyTorch's (without
+  annotations: ``matched_fraction`` >= ``quantized_min_matched``); near-ties not sought. With quantized weights on
+  top: raw diffs not judged, AP within ``quantized_ap_delta + half_float_ap_delta``;
 - pytorch: its own AP, compared with ``reference_ap`` (measured outside the project) only when the config's own
   checkpoint (its sha256) and the shared 40 images are used.
 A runner that crashes makes its stage FAIL with the error; the other stages still run.
@@ -22,8 +26,10 @@ from .comparators import compare_detections, compare_raw, decode_batch, max_clas
 from .near_ties import explain_differences, tie_bounds
 
 DEFAULTS = {"raw_atol": 1e-4, "raw_rtol": 1e-4, "quantized_ap_delta": 0.01, "quantized_min_matched": 0.9,
-            "reference_ap_tolerance": 0.003}
-STAGE_ORDER = ("pytorch", "onnx", "onnx_sim", "saved_model", "tfjs")
+            "reference_ap_tolerance": 0.003,
+            "half_float_raw_atol": 0.03, "half_float_raw_rtol": 0.03, "half_float_ap_delta": 0.005}
+HALF_FLOAT = "half-float storage"   # the criteria of a stage that stores tensors in 16-bit floats (WebGL f16)
+STAGE_ORDER = ("pytorch", "onnx", "onnx_sim", "saved_model", "tfjs", "tfjs_chromium", "tfjs_webgl_f16")
 
 
 def tolerances(cfg) -> dict:
@@ -122,7 +128,9 @@ def _crashed(cfg, message: str) -> dict:
 
 def judge_stage(cfg, tol, batch, ref_out, ref_in, got, annotations, ref_ap, quantization: str | None):
     """One stage's metrics and verdict; returns (entry, detections in image pixels or None)."""
-    raw = compare_raw(ref_out, got, tol["raw_atol"], tol["raw_rtol"])
+    half = bool(quantization) and quantization.startswith(HALF_FLOAT)
+    raw = compare_raw(ref_out, got, *((tol["half_float_raw_atol"], tol["half_float_raw_rtol"]) if half
+                                      else (tol["raw_atol"], tol["raw_rtol"])))
     entry = {"max_abs_diff": raw["max_abs_diff"], "mean_abs_diff": raw["mean_abs_diff"], "outputs": raw["outputs"],
              "max_class_diff": max_class_diff(ref_out, got, cfg.strides, cfg.num_classes),
              "quantized": quantization, "notes": []}
@@ -144,7 +152,9 @@ def judge_stage(cfg, tol, batch, ref_out, ref_in, got, annotations, ref_ap, quan
     else:
         entry.update(matched_fraction=0.0, ap=None, ap50=None)
         failures.append("outputs cannot be decoded (missing, mis-shaped or non-finite): detections not compared")
-    if quantization:
+    if half:
+        failures += _half_float_failures(entry, raw, tol, ref_ap, quantization, decodable)
+    elif quantization:
         failures += _quantized_failures(entry, tol, ref_ap, quantization, decodable)
         failures += [f for f in raw["failures"] if "shape" in f or "missing" in f or "non-finite" in f]
     else:
@@ -194,6 +204,35 @@ def _quantized_failures(entry: dict, tol: dict, ref_ap, quantization: str, decod
         if decodable and entry["matched_fraction"] < tol["quantized_min_matched"]:
             failures.append(f"matched_fraction {entry['matched_fraction']:.4f} < quantized_min_matched "
                             f"{tol['quantized_min_matched']}")
+    return failures
+
+
+def _half_float_failures(entry: dict, raw: dict, tol: dict, ref_ap, criteria: str, decodable: bool) -> list[str]:
+    """Half-float storage: raw outputs within the half-float tolerance (not judged where the weights are quantized
+    too), and AP within the half-float budget (plus the quantized one), or matched detections without
+    annotations."""
+    weights_quantized = criteria != HALF_FLOAT
+    budget = tol["half_float_ap_delta"] + (tol["quantized_ap_delta"] if weights_quantized else 0.0)
+    if weights_quantized:
+        for o in entry["outputs"].values():
+            o["judged"] = False
+        failures = [f for f in raw["failures"] if "shape" in f or "missing" in f or "non-finite" in f]
+        entry["criteria"] = f"{criteria}: AP delta <= {budget:g}"
+    else:
+        failures = list(raw["failures"])
+        entry["criteria"] = (f"{HALF_FLOAT}: every output's |diff| <= {tol['half_float_raw_atol']:g} + "
+                             f"{tol['half_float_raw_rtol']:g} x its max |PyTorch value|, and AP delta <= {budget:g}")
+    if entry["ap"] is not None and ref_ap is not None:
+        entry["ap_delta"] = ref_ap["ap"] - entry["ap"]
+        if entry["ap_delta"] > budget:
+            failures.append(f"ap {entry['ap']:.4f} is {entry['ap_delta']:.4f} below PyTorch's {ref_ap['ap']:.4f} "
+                            f"(> the {HALF_FLOAT} budget {budget:g})")
+    else:
+        entry["notes"].append("no annotations: AP delta not measurable, judged on matched_fraction")
+    if (entry["ap"] is None or ref_ap is None) and decodable and \
+            entry["matched_fraction"] < tol["quantized_min_matched"]:
+        failures.append(f"matched_fraction {entry['matched_fraction']:.4f} < quantized_min_matched "
+                        f"{tol['quantized_min_matched']}")
     return failures
 
 

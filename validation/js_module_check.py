@@ -5,16 +5,17 @@ Two checks, both with TFJS's own kernels (wasm backend by default):
 1. decode parity: every image is preprocessed by the Python reference; Node runs the TFJS model on that exact
    tensor and hands the raw outputs to the module's ``decode``; the Python reference decoder decodes the same
    outputs. Same labels in the same order, boxes within 0.5 px, scores within 1e-4.
-2. end to end: the module's ``detect`` (its own keep-ratio warp, normalisation, model run and decoding) gives
-   the COCO AP that the reference pipeline gets from the same TFJS model (OpenCV preprocessing + reference
-   decoder): on the same pixels (OpenCV's decoding handed over as RGB) within ``AP_TOL_SAME_PIXELS``, and from
-   the image files decoded in Node by sharp (libvips with mozjpeg, a libjpeg-turbo fork, and libpng) within
-   ``AP_TOL_JPEG``. sharp is told to decode as OpenCV's IMREAD_COLOR does (embedded ICC profiles ignored: sharp
-   would otherwise colour-convert 8 of the 40 shared JPEGs, up to 70 levels off); so decoded it gives
-   bit-identical pixels to OpenCV 5 on all 40 shared COCO images (max difference 0, reported as
-   ``decoder_pixels``), and the AP from the files equals the same-pixels AP (m-416: 2e-6 from the reference
-   pipeline). A pure-JS decoder (jpeg-js, pixels ~0.4 levels off) moved AP by 0.0021 on this set, which is why
-   it was replaced.
+2. end to end: the module's ``detect`` (its own letterbox or stretch warp, bit for bit cv2.warpPerspective's,
+   normalisation, model run and decoding) gives the reference pipeline's detections on the same TFJS model
+   (OpenCV preprocessing + reference decoder), image by image within the tolerances of check 1, and its COCO AP:
+   on the same pixels (OpenCV's decoding handed over as RGB) exactly (``AP_TOL_SAME_PIXELS`` 0), and from the
+   image files decoded in Node by sharp (libvips with mozjpeg, a libjpeg-turbo fork, and libpng) within
+   ``AP_TOL_JPEG``, exactly where every file decodes to OpenCV's pixels; then it also equals the tfjs stage's AP
+   that ``validate`` recorded in validation.json, where that was measured on the same images. sharp is told to
+   decode as OpenCV's IMREAD_COLOR does (embedded ICC profiles ignored: sharp would otherwise colour-convert 8 of
+   the 40 shared JPEGs, up to 70 levels off); so decoded it gives bit-identical pixels to OpenCV 5 on all 40
+   shared COCO images (max difference 0, reported as ``decoder_pixels``). A pure-JS decoder (jpeg-js, pixels ~0.4
+   levels off) moved AP by 0.0021 on this set, which is why it was replaced.
 
 Why: the module is what JS users run; it re-implements pre- and post-processing, so it must be shown to be the
 reference, not just "look right".  CLI: ``python -m commands js-check --artifact artifacts/m-416``.
@@ -30,14 +31,15 @@ import numpy as np
 
 from contracts.errors import UserError
 from contracts.js_assets import install_hint, js_dir
-from contracts.signature import output_names
+from contracts.signature import (UPSTREAM_LAYOUT, UPSTREAM_OUTPUT_NAME, export_output_shapes, output_names,
+                                 split_upstream)
 from nanodet_ref.decode import Detection, decode
 from nanodet_ref.preprocess import preprocess_file
 
 SCRIPT = "nanodet_module_check.mjs"   # in contracts.js_assets.js_dir()
 BOX_TOL_PX = 0.5
 SCORE_TOL = 1e-4
-AP_TOL_SAME_PIXELS = 1e-4
+AP_TOL_SAME_PIXELS = 0.0  # the module's input tensor is the reference's bit for bit (tests/test_js_warp_exact.py)
 AP_TOL_JPEG = 0.002  # from the image files, decoded by sharp in Node (see above)
 FILE_SUFFIXES = (".jpg", ".jpeg", ".png")  # handed to Node as files; other formats as OpenCV pixels
 DECODER = "sharp"  # the npm package that decodes image files in js/nanodet_module_check.mjs
@@ -125,6 +127,21 @@ def compare_detections(ref: list[Detection], got: list[Detection]) -> dict:
     return out
 
 
+def node_raw_outputs(work: Path, image_id: str, cfg) -> dict[str, np.ndarray]:
+    """The raw outputs Node wrote for one image (``<id>.<output name>.f32``) as per-level [HW, C] arrays; upstream's
+    single output (a model converted with ``--layout upstream``) split by the views every runner reads."""
+    packed = work / f"{image_id}.{UPSTREAM_OUTPUT_NAME}.f32"
+    if packed.is_file():
+        shape = export_output_shapes(cfg, UPSTREAM_LAYOUT)[UPSTREAM_OUTPUT_NAME]
+        views = split_upstream(np.fromfile(packed, np.float32).reshape(shape), cfg)
+        return {n: v[0] for n, v in views.items()}
+    outputs = {n: np.fromfile(work / f"{image_id}.{n}.f32", np.float32) for n in output_names(cfg.strides)}
+    for s in cfg.strides:  # flat arrays -> [HW, C]
+        outputs[f"cls_pred_stride_{s}"] = outputs[f"cls_pred_stride_{s}"].reshape(-1, cfg.num_classes)
+        outputs[f"dis_pred_stride_{s}"] = outputs[f"dis_pred_stride_{s}"].reshape(-1, 4 * (cfg.reg_max + 1))
+    return outputs
+
+
 def decode_parity(cfg, module: Path, model: Path, paths: list[Path], work: Path, backend: str = "wasm"):
     """Check 1. Returns (summary, {image name: reference detections in image pixels})."""
     items, metas = [], {}
@@ -139,10 +156,7 @@ def decode_parity(cfg, module: Path, model: Path, paths: list[Path], work: Path,
     js = json.loads((work / "detections.json").read_text())
     per_image, reference = {}, {}
     for p in paths:
-        outputs = {n: np.fromfile(work / f"{p.name}.{n}.f32", np.float32) for n in output_names(cfg.strides)}
-        for s in cfg.strides:  # flat arrays -> [HW, C]
-            outputs[f"cls_pred_stride_{s}"] = outputs[f"cls_pred_stride_{s}"].reshape(-1, cfg.num_classes)
-            outputs[f"dis_pred_stride_{s}"] = outputs[f"dis_pred_stride_{s}"].reshape(-1, 4 * (cfg.reg_max + 1))
+        outputs = node_raw_outputs(work, p.name, cfg)
         warp, hw = metas[p.name]
         ref = decode(outputs, cfg, warp=warp, image_hw=hw)
         reference[p.name] = ref
@@ -179,6 +193,25 @@ def js_detect(module: Path, model: Path, paths: list[Path], work: Path, backend:
     (work / "detect.json").write_text(json.dumps(items))
     run_node("detect", module, model, ["--list", str(work / "detect.json"), "--out", str(work / "js.json")], backend)
     return json.loads((work / "js.json").read_text())
+
+
+def compare_image_sets(reference: dict, got: dict, names) -> dict:
+    """``compare_detections`` over the images ``names``: counts, worst box and score differences, failures."""
+    per_image = {n: compare_detections(reference[n], got[n]) for n in names}
+    bad = sorted(n for n, v in per_image.items() if not v["ok"])
+    return {"images": len(per_image), "detections": sum(v["ref"] for v in per_image.values()),
+            "box_max_px": max((v["box_max_px"] for v in per_image.values()), default=0.0),
+            "score_max": max((v["score_max"] for v in per_image.values()), default=0.0),
+            "failed_images": bad, "ok": not bad}
+
+
+def recorded_validation_images(artifact: Path) -> list[str] | None:
+    """The image file names the artifact's validation.json was measured on, where recorded."""
+    try:
+        files = json.loads((Path(artifact) / "validation.json").read_text()).get("image_files")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return files if isinstance(files, list) else None
 
 
 def recorded_tfjs_ap(artifact: Path) -> float | None:
@@ -218,8 +251,8 @@ def check_js_module(artifact: Path, cfg, images=None, annotations=None, limit: i
     js_dets = {k: as_detections(v) for k, v in js["detections"].items()}
     same_dets = {k: as_detections(v) for k, v in same["detections"].items()}
     e2e = {"jpeg_decoder": jpeg_decoder_version(), "decoder_pixels": pixels, "detect_ms_mean": js.get("detect_ms_mean")}
-    if image_set.annotations is not None:
-        coco = CocoAnnotations(image_set.annotations)
+    coco = CocoAnnotations(image_set.annotations, cfg.class_names) if image_set.annotations is not None else None
+    if coco is not None and not coco.classes.none:
         e2e["ap_reference_pipeline"] = coco.evaluate(reference)["ap"]
         e2e["ap_js_module_same_pixels"] = coco.evaluate(same_dets)["ap"]
         e2e["ap_js_module_jpeg"] = coco.evaluate(js_dets)["ap"]
@@ -229,10 +262,23 @@ def check_js_module(artifact: Path, cfg, images=None, annotations=None, limit: i
         e2e["ok"] = e2e["ap_diff_same_pixels"] <= AP_TOL_SAME_PIXELS and e2e["ap_diff_jpeg"] <= AP_TOL_JPEG
     else:
         e2e["ok"] = None
-        e2e["note"] = "no annotations: AP not measured"
+        e2e["note"] = coco.classes.note(coco.path) if coco is not None else "no annotations: AP not measured"
+    # detect() against the reference pipeline, image by image: on the same pixels always, from the files where
+    # Node's decoder gave OpenCV's pixels (then the input tensors are the reference's bit for bit).
+    names = [p.name for p in image_set.paths]
+    e2e["detections_same_pixels"] = compare_image_sets(reference, same_dets, names)
+    e2e["detections_files"] = compare_image_sets(reference, js_dets,
+                                                 [n for n in names if n not in pixels["differing_images"]])
+    detections_ok = e2e["detections_same_pixels"]["ok"] and e2e["detections_files"]["ok"]
+    e2e["ok"] = detections_ok if e2e["ok"] is None else (e2e["ok"] and detections_ok)
     recorded = recorded_tfjs_ap(module.parent.parent)
     if recorded is not None:
         e2e["ap_tfjs_stage_recorded"] = recorded
+        if "ap_js_module_jpeg" in e2e and recorded_validation_images(module.parent.parent) == names:
+            # validate measured the tfjs stage on these very images: the module's AP from the files must equal it
+            e2e["ap_diff_tfjs_stage_recorded"] = abs(e2e["ap_js_module_jpeg"] - recorded)
+            if not pixels["differing_images"]:
+                e2e["ok"] = e2e["ok"] and e2e["ap_diff_tfjs_stage_recorded"] <= AP_TOL_SAME_PIXELS
     result["end_to_end"] = e2e
     result["ok"] = bool(result["decode_parity"]["ok"] and e2e["ok"] is not False)
     return result

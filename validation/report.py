@@ -15,6 +15,7 @@ from nanodet_ref.preprocess import read_image
 
 from .evaluate import class_diff_summary, order_stages
 from .localize.report_md import console_lines as localize_console, markdown_lines as localize_markdown
+from .quantize_search.report_md import markdown_lines as mixed_types_markdown
 
 SCHEMA_VERSION = 1
 PICTURE_SCORE = 0.35  # detections drawn in pictures (all are used for metrics)
@@ -86,6 +87,7 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
     if fails:
         lines += ["## Failures", ""] + [f"- **{n}**: {f}" for n, f in fails] + [""]
     lines += localize_markdown(report)
+    lines += mixed_types_markdown(report.get("weight_types"))
     lines += _tie_lines(report)
     lines += ["## Per output (max |diff| vs PyTorch / its tolerance atol + rtol x scale, PASSED/FAILED)", ""]
     outs = list(dict.fromkeys(o for s in report["stages"].values() for o in s.get("outputs", {})))

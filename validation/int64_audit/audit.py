@@ -185,7 +185,7 @@ def audit_artifact_dir(artifact_dir: Path, cfg, dynamic: bool = True, images=Non
         raise UserError(f"--artifacts {artifact_dir}: no model.onnx, model.sim.onnx, saved_model/ or "
                         f"tfjs/model.json inside")
     io = art.stage_io_spec(manifest, "tfjs", stages["tfjs"], cfg) if "tfjs" in stages else None
-    io_names = {m.name: sig for sig, m in io.outputs.items()} if io else None
+    io_names = io.output_labels() if io else None
     result = static_audit(stages, cfg.reg_max, io_names)
     result["artifact_dir"] = artifact_dir.name
     result["model"] = cfg.name

@@ -111,7 +111,7 @@ def run_dynamic(tfjs_model_json, io_spec, reference_runner, batch: np.ndarray, r
     from validation.runners.tfjs_node import run_tfjs_graph
 
     x = io_spec.prepare_input(batch)
-    wanted = [m.name for m in io_spec.outputs.values()]
+    wanted = io_spec.artifact_outputs()
     results = run_tfjs_graph(tfjs_model_json, [{io_spec.input_name: x[i:i + 1]} for i in range(len(x))],
                              wanted, backend)
     got = {}
@@ -123,7 +123,7 @@ def run_dynamic(tfjs_model_json, io_spec, reference_runner, batch: np.ndarray, r
                 parts = None
                 break
             v = np.asarray(v)
-            parts.append(v.transpose(target.transpose) if target.transpose is not None else v)
+            parts.append(target.take(v, str(tfjs_model_json)))
         if parts is not None:
             got[sig] = np.concatenate(parts) if len({p.shape for p in parts}) == 1 else parts[0]
     ref = reference_runner(batch) if callable(reference_runner) else reference_runner.run(batch)
