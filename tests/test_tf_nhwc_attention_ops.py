@@ -9,22 +9,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 from contracts.errors import UserError
 from converters import backend_tf_nhwc as B
+from test_backend_tf_nhwc import make_model as _model  # the same tiny-graph builder
 
 RNG = np.random.default_rng(0)
-
-
-def _model(nodes, in_shape, outputs, inits=(), opset=10):
-    graph = helper.make_graph(
-        nodes, "t", [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
 
 
 def _run_both(tmp_path, model, in_shape):
