@@ -160,7 +160,8 @@ def test_end_to_end_m416_then_cached(converted):
     assert m["complete"] and m["stages_completed"] == ["onnx", "onnx_sim", "saved_model", "tfjs"]
     assert m["weights"] == "checkpoint nanodet-m-416.pth"
     assert m["inputs"]["checkpoint_sha256"] == "0a338cd2adc1a7ac7010cdd5fd153f0aba81040c1fd0772c8d72aa57110d88bf"
-    assert m["options"] == {"opset": 10, "quantize": None, "backend": "onnx_tf", "patches": "default"}
+    assert m["options"] == {"opset": 10, "quantize": None, "backend": "onnx_tf", "patches": "default",
+                            "layout": "per-level"}
     assert m["versions"]["tensorflowjs"] == "4.22.0"
     from contracts.hashing import sha256_file
     for rel, digest in m["files"].items():
