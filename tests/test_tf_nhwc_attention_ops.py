@@ -13,25 +13,16 @@ from onnx import helper
 
 from contracts.errors import UserError
 from converters import backend_tf_nhwc as B
-from test_backend_tf_nhwc import make_model as _model  # the same tiny-graph builder
+from test_backend_tf_nhwc import make_model as _model, run_both  # the backend tests' graph builder and runner
 
 RNG = np.random.default_rng(0)
 
 
 def _run_both(tmp_path, model, in_shape):
-    """(TF outputs on the NHWC input, onnxruntime outputs on the NCHW input, the traced TF graph's ops)."""
-    import onnxruntime as ort
-    import tensorflow as tf
-
-    path = tmp_path / "m.onnx"
-    onnx.save(model, str(path))
-    x = RNG.normal(size=in_shape).astype(np.float32)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in model.graph.output]
-    want = dict(zip(names, sess.run(names, {"input": x})))
-    fn = B.build_module(path)[0].serve.get_concrete_function()
-    got = {k: v.numpy() for k, v in fn(tf.constant(x.transpose(0, 2, 3, 1))).items()}
-    return got, want, list(fn.graph.get_operations())
+    """(TF outputs on the NHWC input, onnxruntime outputs on the NCHW input, the traced TF graph's operations)."""
+    graph = []
+    got, want, _ = run_both(tmp_path, model, in_shape, graph)
+    return got, want, graph
 
 
 def _assert_close(got, want, tol=1e-5):
