@@ -18,6 +18,7 @@ COMMANDS = {
     "js-check": ("js_check", [], "the JS module beside tfjs/model.json against the reference, in Node"),
     "reference": ("reference", [], "the PyTorch reference: detect on images, or COCO AP (detect|eval)"),
     "pruning-probe": ("pruning_probe", [], "how much AP removing convolution channels would cost"),
+    "hosting-probe": ("hosting_probe", [], "wasm in Chromium: page main thread vs Web Worker, interleaved"),
     "weights": ("weights", [], "an artifact's TFJS weight names (what --keep matches), types and layers"),
     "zoo": ("zoo", [], "every config of a folder (default: upstream's) converted and validated, one table"),
     "demo": ("demo", [], "serve the demo page cross-origin isolated (threads allowed) and print its URL"),

@@ -15,7 +15,9 @@
 //
 // --profile 1: every timed inference runs inside tf.profile; meta.kernel_ms has, per inference, the time spent
 // in each kernel (by registered kernel name, summed over its calls). Profiling reads every kernel's output, so
-// the infer_ms of such a run are not latencies: time and profile in separate runs.
+// the infer_ms of such a run are not latencies: time and profile in separate runs. meta.kernel_records has, per
+// inference, every kernel call in execution order: {name, input_shapes, output_shapes, ms} (what attributes the
+// time to layers: a conv's output shape and filter shape give its multiply-adds).
 //
 // Tensor bundle format (.ndtb), the same for input and output files:
 //   8 bytes magic "NDTB0001", uint32 LE header length L, 4 zero bytes, L bytes of UTF-8 JSON header,
@@ -224,18 +226,23 @@ async function main() {
   const results = [];
   const inferMs = [];
   const kernelMs = [];
+  const kernelRecords = [];
   for (const item of bundle.items) {
     t0 = performance.now();
     if (args.profile) {
       let result;
       const info = await tf.profile(async () => { result = await infer(item); });
       const perKernel = {};
+      const records = [];
       for (const k of info.kernels) {
         if (k.name.endsWith('__op')) continue; // op wrappers: their kernels are listed on their own
         const ms = await k.kernelTimeMs;
-        if (typeof ms === 'number') perKernel[k.name] = (perKernel[k.name] || 0) + ms;
+        if (typeof ms !== 'number') continue;
+        perKernel[k.name] = (perKernel[k.name] || 0) + ms;
+        records.push({ name: k.name, input_shapes: k.inputShapes, output_shapes: k.outputShapes, ms });
       }
       kernelMs.push(perKernel);
+      kernelRecords.push(records);
       results.push(result);
     } else {
       results.push(await infer(item));
@@ -255,6 +262,7 @@ async function main() {
     infer_ms: inferMs,
     execute_ms: executeMs.slice(warmupMs.length),
     kernel_ms: args.profile ? kernelMs : null,
+    kernel_records: args.profile ? kernelRecords : null,
   };
   writeBundle(args.output, results, meta);
 }

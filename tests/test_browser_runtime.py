@@ -1,6 +1,7 @@
 """The browser runtime: the cross-origin isolated server (and ``make demo`` on it), the half-float storage
-verdict, tfjs-backend-wasm's thread cap in Chromium, and the Chromium / onnxruntime-web runners against the Node
-ones on the session's m-416 artifact. Chromium tests skip where /usr/bin/chromium is absent (`make browser`)."""
+verdict, tfjs-backend-wasm's thread cap in Chromium (on the page and in a Web Worker), the bench's hosting of the
+wasm runtimes, and the Chromium / onnxruntime-web runners against the Node ones on the session's m-416 artifact.
+Chromium tests skip where /usr/bin/chromium is absent (`make browser`)."""
 from __future__ import annotations
 
 import json
@@ -69,6 +70,8 @@ def test_make_demo_serves_the_page_isolated_and_refuses_a_missing_artifact(tmp_p
         assert {k: headers.get(k) for k in ISOLATION} == ISOLATION
         assert fetch(url.split("/js/")[0] + "/model/model.json")[2] == b"{}"
         assert fetch(url.split("/js/")[0] + "/js/browser/wasm_threads.mjs")[0] == 200
+        status, headers, _ = fetch(url.split("/js/")[0] + "/js/demo/detector_worker.mjs")   # COEP covers workers
+        assert status == 200 and {k: headers.get(k) for k in ISOLATION} == ISOLATION
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -167,6 +170,56 @@ def test_runtime_targets_compare_within_one_runtime_and_thread_count():
     assert "| onnxruntime-web (1 thread) | node | wasm | 1 | - / - / **60.0** | 0.329 | 1.67x | - |" in text
 
 
+def test_bench_hosts_every_wasm_runtime_alike_in_a_worker_and_its_rows_say_so(tmp_path):
+    """The bench's Chromium pages: at each thread count ours and the peer share one tfjs page and onnxruntime-web has
+    its own, every wasm page hosted in a Web Worker (faster for tfjs at 2 threads, docs/benchmark.md), WebGL on the
+    main thread; the table's threads column names the hosting."""
+    from validation.bench.chromium_rows import base_row, plan_pages
+    from validation.bench.ort_web import OrtWebTarget, thread_counts
+    from validation.bench.runtime_table import threads_text
+    from validation.bench.variants import PEER_LABEL, TfjsTarget
+
+    measured = {"ours": TfjsTarget("tf_nhwc float32", tmp_path / "model.json", None, "m-416-tf_nhwc"),
+                "peer": TfjsTarget(PEER_LABEL, tmp_path / "peer.json", None, "peer"),
+                "ort": OrtWebTarget("onnxruntime-web", tmp_path / "model.sim.onnx", None, 1, "m-416-tf_nhwc")}
+    plans = plan_pages(measured)
+    wasm = {(p.setup.runtime, p.setup.threads): p for p in plans if p.backend == "wasm"}
+    assert sorted(wasm) == sorted((rt, t) for rt in ("tfjs", "ort") for t in thread_counts())
+    assert {p.setup.hosting for p in wasm.values()} == {"worker"}
+    assert all([j.label for j in wasm["tfjs", t].jobs] == ["tf_nhwc float32", PEER_LABEL] for t in thread_counts())
+    assert [p.setup.hosting for p in plans if p.backend == "webgl"] == ["main"]
+    row = {**base_row(wasm["tfjs", 1].jobs[1], wasm["tfjs", 1].setup), "threads": 1, "cross_origin_isolated": True}
+    assert row["peer"] and row["hosting"] == "worker" and threads_text(row) == "1 (isolated, worker)"
+
+
+def test_hosting_probe_refuses_a_folder_that_is_not_a_tf_nhwc_artifact(tmp_path):
+    """`hosting-probe --artifact DIR` without model.sim.onnx: one error line naming the file, exit 2, no browser."""
+    (tmp_path / "tfjs").mkdir()
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "tfjs" / "model.json").write_text("{}")
+    run = subprocess.run([sys.executable, "-m", "commands", "hosting-probe", "--artifact", str(tmp_path)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [f"error: {tmp_path / 'model.sim.onnx'}: not found: --artifact needs a "
+                                               "converted tf_nhwc artifact (python -m commands convert --model "
+                                               "m-416 --backend tf_nhwc)"]
+
+
+def test_hosting_table_compares_main_and_worker_per_model_and_threads():
+    from validation.bench.hosting import HostedRow, render_hosting
+
+    rows = [HostedRow("tf_nhwc float32", "main", 2, {"median_ms": 250.0, "threads": 2, "ap": {"ap": 0.329}}),
+            HostedRow("tf_nhwc float32", "worker", 2, {"median_ms": 125.0, "threads": 2, "ap": {"ap": 0.329}}),
+            HostedRow("onnxruntime-web", "main", 2, {"median_ms": 170.0, "threads": 2}),
+            HostedRow("onnxruntime-web", "worker", 2, {"median_ms": 200.0, "threads": 2}),
+            HostedRow("onnxruntime-web", "proxy", 2, {"median_ms": 190.0, "threads": 2})]
+    lines = render_hosting(rows)
+    assert lines[0] == "| model | threads asked | main ms (threads) | worker ms (threads) | proxy ms (threads) | " \
+                       "main / worker | AP |"
+    assert lines[2:] == ["| tf_nhwc float32 | 2 | 250.0 (2) | 125.0 (2) |  | 2.00x | 0.329 |",
+                         "| onnxruntime-web | 2 | 170.0 (2) | 200.0 (2) | 190.0 (2) | 0.85x | - |"]
+
+
 # ---- Chromium (skipped where it is absent) ---------------------------------------------------------------------
 
 def chromium_ready():
@@ -191,6 +244,41 @@ def test_tfjs_wasm_threads_in_chromium_need_isolation_and_the_lifted_cap():
     native = capped["thread_request"]["hardware_concurrency"]
     assert capped["threads"] == max(1, min(2, native // 2))
     assert lifted["threads"] == 2 and lifted["thread_request"]["cap_lifted"] == (native // 2 < 2)
+
+
+def tiny_onnx(path: Path) -> Path:
+    """A one-node ONNX model (y = x + 1, float32 [1, 4]), for a runtime's setup facts without a real model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "tiny",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [one])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)], ir_version=6), path)
+    return path
+
+
+def test_runtimes_in_a_web_worker_get_the_threads_asked_for(tmp_path):
+    """The runtime hosted in a dedicated module Web Worker (js/browser/worker.mjs), where WebAssembly threads block
+    instead of spinning: the worker's script is served with COOP/COEP like the page, so the worker is cross-origin
+    isolated and loads the threaded build; the cap is read from the worker's own navigator, so it is lifted there
+    (without lifting: hardwareConcurrency / 2). onnxruntime-web in the same worker gets its threads too."""
+    chromium_ready()
+    from validation.runners.chromium_session import ChromiumSession, PageSetup
+
+    with ChromiumSession() as session:
+        capped = session.page(PageSetup(threads=2, lift_cap=False, hosting="worker")).facts
+        lifted = session.page(PageSetup(threads=2, hosting="worker")).facts
+        ort = session.page(PageSetup(runtime="ort", threads=2, hosting="worker"))
+        ort_threads = ort.load_model("tiny", tiny_onnx(tmp_path / "tiny.onnx"))["threads"]
+    for facts in (capped, lifted):
+        assert facts["hosting"] == "worker" and facts["cross_origin_isolated"] is True
+        assert facts["wasm_binary"] == "tfjs-backend-wasm-threaded-simd.wasm"
+    native = capped["thread_request"]["hardware_concurrency"]
+    assert capped["threads"] == max(1, min(2, native // 2))
+    assert lifted["threads"] == 2
+    assert ort.facts["hosting"] == "worker" and ort.facts["cross_origin_isolated"] is True and ort_threads == 2
 
 
 @pytest.mark.slow
@@ -235,8 +323,8 @@ def test_chromium_and_onnxruntime_web_runners_equal_the_node_runners(converted_m
 
 @pytest.mark.slow
 def test_make_demo_page_gets_threads_and_shows_them(converted_m416, tmp_path):
-    """The demo page served by `make demo` is cross-origin isolated, asks for every logical core and shows the
-    backend and the threads tfjs gave it."""
+    """The demo page served by `make demo` is cross-origin isolated, asks for every logical core, runs wasm in a
+    Web Worker (faster with threads, docs/benchmark.md) and shows the backend, the threads tfjs gave it and where."""
     chromium_ready()
     from validation.runners.chromium_session import chromium_path
 
@@ -259,6 +347,7 @@ def test_make_demo_page_gets_threads_and_shows_them(converted_m416, tmp_path):
     assert state["threads"] == os.cpu_count()   # the browser's hardwareConcurrency on this machine
     assert state["runtime"].startswith(f"backend: wasm, {state['threads']} thread")
     assert "cross-origin isolated, tfjs-backend-wasm-threaded-simd.wasm" in state["runtime"]
+    assert state["hosting"] == "worker" and state["runtime"].endswith(", in a Web Worker")
 
 
 def test_convert_browser_stages_skip_with_a_one_line_note_without_chromium(tmp_path, monkeypatch, capsys):

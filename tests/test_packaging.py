@@ -22,7 +22,8 @@ PACKAGES = ("contracts", "nanodet_ref", "patches", "converters", "validation", "
 JS_FILES = ("run_graph_model.mjs", "nanodet.mjs", "nanodet_decode.mjs", "nanodet_warp.mjs", "nanodet_module_check.mjs",
             "detect.mjs", "package.json", "package-lock.json", "demo/index.html", "demo/demo.js", "demo/run_in_chromium.mjs",
             "run_onnx_web.mjs", "browser/bench.html", "browser/page.mjs", "browser/bundle.mjs", "browser/chromium.mjs",
-            "browser/wasm_threads.mjs")
+            "browser/wasm_threads.mjs", "browser/runtime.mjs", "browser/worker.mjs", "demo/detector_host.mjs",
+            "demo/detector_worker.mjs", "browser/worker_client.mjs")
 DATA = "share/nanodet-tfjs"
 
 

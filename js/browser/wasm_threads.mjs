@@ -5,8 +5,9 @@
 // emscripten_num_logical_cores() / 2`, then `init_with_threads_count` takes min(requested, 8, num_cores)), on the
 // assumption that every core runs two hyper-threads. On a 2-core machine (or any machine reporting 2 logical
 // cores) that is 1: setThreadsCount(2) is silently cut to 1. The cap is read once, when the wasm module is
-// instantiated (tf.setBackend('wasm')), from navigator.hardwareConcurrency on the page's main thread, so a page
-// can lift it by reporting twice the threads it wants before that. Threads also need SharedArrayBuffer, i.e. a
+// instantiated (tf.setBackend('wasm')), from navigator.hardwareConcurrency of the scope that starts the backend (the
+// page's main thread, or the Web Worker hosting tfjs: its WorkerNavigator), so that scope can lift it by reporting
+// twice the threads it wants before that. Threads also need SharedArrayBuffer, i.e. a
 // cross-origin isolated page (COOP: same-origin + COEP: require-corp); without it tfjs loads the non-threaded
 // SIMD build.
 
@@ -19,7 +20,9 @@ export function requestWasmThreads(tf, threads, liftCap = true) {
     tf.wasm.setThreadsCount(threads);
     if (liftCap && Math.floor(native / 2) < threads) {
       reported = 2 * threads;
-      Object.defineProperty(Navigator.prototype, 'hardwareConcurrency', { configurable: true, get: () => reported });
+      // Navigator on a page, WorkerNavigator in a worker: the prototype of the scope's own navigator
+      Object.defineProperty(Object.getPrototypeOf(navigator), 'hardwareConcurrency',
+        { configurable: true, get: () => reported });
     }
   }
   return { requested: threads > 0 ? threads : null, hardware_concurrency: native, reported_concurrency: reported,

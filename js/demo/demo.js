@@ -1,19 +1,21 @@
 // The demo page's logic: load an artifact's nanodet.mjs (the module the toolkit writes beside model.json),
 // run detect() on an image and draw the boxes. State for automated tests is published on window.nanodetDemo
-// ({state: 'loading'|'ready'|'done'|'error', backend, threads, crossOriginIsolated, model, detections, error}).
+// ({state: 'loading'|'ready'|'done'|'error', backend, threads, hosting, crossOriginIsolated, model, detections,
+// error}). wasm runs in a dedicated Web Worker (detector_worker.mjs: there its threads block instead of spinning,
+// docs/benchmark.md); webgl and cpu run on this page's thread (detector_host.mjs either way).
 // wasm threads: `threads=N` asks for N (default: every logical core where the page is cross-origin isolated, as
 // `make demo` serves it; else 1); the page shows what tfjs gave (js/browser/wasm_threads.mjs explains the cap).
-import { requestWasmThreads, wasmThreadFacts } from '../browser/wasm_threads.mjs';
+import { startWorker } from '../browser/worker_client.mjs';
+import * as inline from './detector_host.mjs';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const tf = window.tf;
-const demo = { state: 'loading', backend: null, threads: null, crossOriginIsolated: self.crossOriginIsolated === true,
-  model: null, detections: null, error: null };
+const demo = { state: 'loading', backend: null, threads: null, hosting: null,
+  crossOriginIsolated: self.crossOriginIsolated === true, model: null, detections: null, error: null };
 window.nanodetDemo = demo;
-let detector = null;
+let host = null;         // (fn, args, transfer) -> Promise: the scope that holds the model
+let workerHost = null;
 let lastImage = null;
-let threadRequest = null;
 
 function wantedThreads() {
   const asked = Number.parseInt(params.get('threads') || '', 10);
@@ -21,15 +23,22 @@ function wantedThreads() {
   return demo.crossOriginIsolated ? navigator.hardwareConcurrency : 1;
 }
 
-async function showRuntime() {
-  const facts = demo.backend === 'wasm' ? await wasmThreadFacts(tf) : { threads: null };
+async function hostFor(backend) {
+  if (backend !== 'wasm') return async (fn, args) => inline[fn](...args);
+  if (!workerHost) workerHost = await startWorker(new URL('detector_worker.mjs', import.meta.url));
+  return workerHost;
+}
+
+function showRuntime(facts) {
   demo.threads = facts.threads;
+  demo.hosting = facts.hosting;
+  const where = facts.hosting === 'worker' ? 'in a Web Worker' : 'on the page\'s thread';
   const threads = demo.backend === 'wasm'
-    ? `, ${facts.threads} thread${facts.threads === 1 ? '' : 's'} (asked ${threadRequest.requested}; `
-      + `${demo.crossOriginIsolated ? 'cross-origin isolated' : 'NOT cross-origin isolated: no threads'}, `
+    ? `, ${facts.threads} thread${facts.threads === 1 ? '' : 's'} (asked ${facts.requested}; `
+      + `${facts.cross_origin_isolated ? 'cross-origin isolated' : 'NOT cross-origin isolated: no threads'}, `
       + `${facts.wasm_binary})`
     : '';
-  $('runtime').textContent = `backend: ${demo.backend}${threads}`;
+  $('runtime').textContent = `backend: ${demo.backend}${threads}, ${where}`;
 }
 
 function setStatus(text, error = false) {
@@ -49,20 +58,16 @@ async function loadModel() {
   const modelUrl = new URL($('model').value, location.href);
   const backend = $('backend').value;
   setStatus(`loading ${modelUrl.pathname} on ${backend}...`);
-  if (tf.wasm) tf.wasm.setWasmPaths(new URL('../node_modules/@tensorflow/tfjs-backend-wasm/dist/', location.href).href);
-  if (detector) detector.dispose();
-  detector = null;
-  // The module written next to the model carries that model's constants (size, layout, names, classes).
-  const { load } = await import(new URL('nanodet.mjs', modelUrl).href);
-  // setThreadsCount only counts before the wasm backend starts: the first load decides the page's threads
-  if (backend === 'wasm' && tf.wasm && !threadRequest) threadRequest = requestWasmThreads(tf, wantedThreads(), true);
+  host = null;
+  const next = await hostFor(backend);
   const t0 = performance.now();
-  detector = await load(modelUrl.href, { tf, backend });
-  demo.backend = tf.getBackend();
-  await showRuntime();
+  const facts = await next('loadDetector', [{ modelUrl: modelUrl.href, backend, threads: wantedThreads() }]);
+  host = next;
+  demo.backend = facts.backend;
+  showRuntime(facts);
   // Everything model-specific (input size, letterbox or stretch warp, strides, priors, classes) comes from the
   // module's own config: legacy NanoDet and NanoDet-Plus artifacts run on the same page.
-  const cfg = detector.config;
+  const cfg = facts.config;
   demo.model = cfg.model;
   demo.state = 'ready';
   setStatus(`${cfg.model} ready on ${demo.backend}: ${cfg.inputWidth}x${cfg.inputHeight} `
@@ -105,10 +110,16 @@ function draw(image, detections) {
 
 async function run(image) {
   lastImage = image;
-  if (!detector) return;
+  if (!host) return;
   setStatus('detecting...');
   const t0 = performance.now();
-  const detections = await detector.detect(image);
+  let detections;
+  if (demo.hosting === 'worker') {
+    const bitmap = await createImageBitmap(image);   // moved to the worker, not copied
+    detections = await host('detect', [bitmap], [bitmap]);
+  } else {
+    detections = await host('detect', [image]);
+  }
   const ms = performance.now() - t0;
   const drawn = draw(image, detections);
   demo.detections = detections;

@@ -4,9 +4,13 @@ cross-origin isolated so that threads are allowed.
 
 One page per runtime setup, all in one browser: tfjs wasm at 1 thread and at all cores (the cap tfjs 4.22 puts on
 threads lifted, see js/browser/wasm_threads.mjs), onnxruntime-web wasm at the same counts, and tfjs WebGL through
-SwiftShader (a software renderer: its timings are not GPU timings). Each page loads its models once; a first pass
-runs every image on the wasm pages (their AP; the WebGL page times ``webgl_images`` images only: SwiftShader takes
-about a second per inference, so WebGL rows have no AP), then ``rounds`` interleaved rounds run every model of every
+SwiftShader (a software renderer: its timings are not GPU timings). Every wasm runtime, ours, the peer's and
+onnxruntime-web's alike, is hosted in a dedicated Web Worker (``WASM_HOSTING``; js/browser/worker.mjs): on a page's
+main thread WebAssembly threads cannot block and spin instead, which made tfjs 1.6x to 2.1x slower at 2 threads
+(docs/benchmark.md, "Threads in tfjs-backend-wasm 4.22"). WebGL stays on the main thread. Each row says its
+``hosting``. Each page loads its models once; a first pass runs every image on the wasm pages (their AP; the
+WebGL page times ``webgl_images`` images only: SwiftShader takes about a second per inference, so WebGL rows have
+no AP), then ``rounds`` interleaved rounds run every model of every
 page once each (``per_round`` images on wasm, ``webgl_images`` on WebGL), so that load from other processes hits all
 rows alike, the peer always at the same thread count as ours. The medians are over the rounds.
 """
@@ -27,6 +31,8 @@ from .progress import log
 from .variants import PEER_LABEL, TfjsTarget
 
 SOFTWARE_RENDERER = "SwiftShader (software renderer: not GPU timings)"
+WASM_HOSTING = "worker"   # where every wasm runtime runs: main | worker (the measured faster, see the docstring)
+WEBGL_HOSTING = "main"
 
 
 @dataclass
@@ -59,12 +65,12 @@ def plan_pages(measured: dict) -> list[PagePlan]:
     plans = []
     for threads in thread_counts():
         if tfjs:
-            plans.append(PagePlan(PageSetup("tfjs", "wasm", threads), tfjs_jobs(tfjs)))
+            plans.append(PagePlan(PageSetup("tfjs", "wasm", threads, hosting=WASM_HOSTING), tfjs_jobs(tfjs)))
         if ort is not None:
-            plans.append(PagePlan(PageSetup("ort", "wasm", threads),
+            plans.append(PagePlan(PageSetup("ort", "wasm", threads, hosting=WASM_HOSTING),
                                   [BrowserJob(ALTERNATIVE, ort.onnx_path, ort.io, ort.artifact)]))
     if tfjs:
-        plans.append(PagePlan(PageSetup("tfjs", "webgl", 0), tfjs_jobs(tfjs)))
+        plans.append(PagePlan(PageSetup("tfjs", "webgl", 0, hosting=WEBGL_HOSTING), tfjs_jobs(tfjs)))
     return plans
 
 
@@ -74,7 +80,7 @@ def tfjs_jobs(targets: list[TfjsTarget]) -> list[BrowserJob]:
 
 def base_row(job: BrowserJob, setup: PageSetup) -> dict:
     row = {"label": job.label, "runtime": "chromium", "backend": setup.backend, "artifact": job.artifact,
-           "requested_threads": setup.threads or None}
+           "requested_threads": setup.threads or None, "hosting": setup.hosting}
     if job.label == PEER_LABEL:
         row["peer"] = True
     if setup.runtime == "ort":
@@ -85,7 +91,7 @@ def base_row(job: BrowserJob, setup: PageSetup) -> dict:
 def thread_facts(facts: dict, load: dict) -> dict:
     """What a row reports about its threads, as the page measured them."""
     request = facts.get("thread_request") or {}
-    return {"threads": load.get("threads", facts.get("threads")),
+    return {"threads": load.get("threads", facts.get("threads")), "hosting": facts.get("hosting"),
             "cross_origin_isolated": facts.get("cross_origin_isolated"),
             "cap_lifted": request.get("cap_lifted"), "wasm_binary": facts.get("wasm_binary")}
 
@@ -171,5 +177,5 @@ def measure_chromium(measured: dict, data: BenchData, rounds: int, per_round: in
 def page_name(setup: PageSetup) -> str:
     runtime = "onnxruntime-web" if setup.runtime == "ort" else "tfjs"
     if setup.backend == "webgl":
-        return f"{runtime} webgl ({SOFTWARE_RENDERER})"
-    return f"{runtime} wasm, {setup.threads} thread{'s' if setup.threads != 1 else ''}"
+        return f"{runtime} webgl ({SOFTWARE_RENDERER}), {setup.hosting} thread"
+    return f"{runtime} wasm, {setup.threads} thread{'s' if setup.threads != 1 else ''}, hosted: {setup.hosting}"

@@ -43,13 +43,15 @@ def in_group(rows: list[dict], key: tuple, peer: bool = False, alternative: bool
 
 def threads_text(r: dict) -> str:
     if r["backend"] == "webgl":
-        return "- (GPU)"
+        return "- (GPU" + (f", {r['hosting']})" if r.get("hosting") else ")")
     got = r.get("threads")
     notes = [f"asked {r['requested_threads']}"] if r.get("requested_threads") not in (None, got) else []
     if r["runtime"] == "chromium":
         notes.append("isolated" if r.get("cross_origin_isolated") else "NOT isolated")
         if r.get("cap_lifted"):
             notes.append("cap lifted")
+        if r.get("hosting"):
+            notes.append(r["hosting"])   # main (the page's thread) | worker (a dedicated Web Worker)
     return f"{fmt(got)}" + (f" ({', '.join(notes)})" if notes else "")
 
 
@@ -82,9 +84,11 @@ def table(all_rows: list[dict]) -> list[str]:
 def footnote(facts: dict) -> str:
     return (f"Runtimes: Node {facts.get('node', '?')}; {facts.get('browser', 'Chromium not run')} headless, served "
             "cross-origin isolated (COOP/COEP) by the bench; tfjs 4.22 caps wasm threads at hardwareConcurrency / 2, "
-            "lifted by the page (docs/benchmark.md); WebGL through SwiftShader, a software renderer: its timings are "
-            "not GPU timings, and its rows time a few images without AP. vs peer / vs onnxruntime-web: their median "
-            "over ours, same runtime and threads, same interleaved rounds.")
+            "lifted by the page (docs/benchmark.md); Chromium wasm rows say where the runtime ran: \"worker\" (a "
+            "dedicated Web Worker, where threads block instead of spinning; every runtime alike) or \"main\" (the "
+            "page's thread); WebGL through SwiftShader, a software renderer: its timings are not GPU timings, and "
+            "its rows time a few images without AP. vs peer / vs onnxruntime-web: their median over ours, same "
+            "runtime and threads, same interleaved rounds.")
 
 
 def exact_ours(rows: list[dict], key: tuple, ref_ap: float) -> dict | None:

@@ -59,16 +59,20 @@ def browser_missing() -> str | None:
 class PageSetup:
     """How one page runs its models: ``runtime`` tfjs | ort, ``backend`` wasm | webgl, ``threads`` (0: the
     runtime's default), ``lift_cap`` (tfjs wasm: lift tfjs 4.22's hardwareConcurrency / 2 thread cap, see
-    js/browser/wasm_threads.mjs), ``flags`` (tfjs environment flags, e.g. WEBGL_FORCE_F16_TEXTURES)."""
+    js/browser/wasm_threads.mjs), ``flags`` (tfjs environment flags, e.g. WEBGL_FORCE_F16_TEXTURES), ``hosting``
+    main | worker (the runtime on the page's main thread, or in a dedicated Web Worker: js/browser/worker.mjs),
+    ``ort_proxy`` (onnxruntime-web on the main thread: its own worker proxy, ``env.wasm.proxy``)."""
     runtime: str = "tfjs"
     backend: str = "wasm"
     threads: int = 1
     lift_cap: bool = True
     flags: dict = field(default_factory=dict)
+    hosting: str = "main"
+    ort_proxy: bool = False
 
     def as_js(self) -> dict:
         return {"runtime": self.runtime, "backend": self.backend, "threads": self.threads, "liftCap": self.lift_cap,
-                "flags": self.flags}
+                "flags": self.flags, "hosting": self.hosting, "ortProxy": self.ort_proxy}
 
 
 class ChromiumSession:
