@@ -19,6 +19,7 @@ COMMANDS = {
     "reference": ("reference", [], "the PyTorch reference: detect on images, or COCO AP (detect|eval)"),
     "pruning-probe": ("pruning_probe", [], "how much AP removing convolution channels would cost"),
     "hosting-probe": ("hosting_probe", [], "wasm in Chromium: page main thread vs Web Worker, interleaved"),
+    "precision": ("precision", [], "each runtime's float32 error against the model computed in float64"),
     "weights": ("weights", [], "an artifact's TFJS weight names (what --keep matches), types and layers"),
     "zoo": ("zoo", [], "every config of a folder (default: upstream's) converted and validated, one table"),
     "demo": ("demo", [], "serve the demo page cross-origin isolated (threads allowed) and print its URL"),

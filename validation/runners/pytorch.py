@@ -6,7 +6,10 @@ comparators and the decoder see the same per-level outputs from both sides.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
+import torch
 
 from contracts.signature import DEFAULT_LAYOUT, UPSTREAM_LAYOUT, UPSTREAM_OUTPUT_NAME, split_upstream
 from nanodet_ref.checkpoint import load_weights
@@ -27,8 +30,14 @@ class TorchRunner:
         provenance = load_weights(model, cfg, checkpoint=checkpoint, seed=seed)
         return cls(model, provenance, cfg)
 
+    def float64(self) -> "TorchRunner":
+        """The same model and weights computed in float64 (a copy): the model's exact function to the precision
+        that matters for float32 stages (``validation.float64_error``)."""
+        return TorchRunner(copy.deepcopy(self.model).double(), self.provenance, self.cfg)
+
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outs = run_model(self.model, np.ascontiguousarray(batch, dtype=np.float32))
+        dtype = np.float64 if next(self.model.parameters()).dtype == torch.float64 else np.float32
+        outs = run_model(self.model, np.ascontiguousarray(batch, dtype=dtype))
         if getattr(self.model, "layout", DEFAULT_LAYOUT) != UPSTREAM_LAYOUT:
             return outs
         return {n: np.ascontiguousarray(v) for n, v in split_upstream(outs[UPSTREAM_OUTPUT_NAME], self.cfg).items()}
