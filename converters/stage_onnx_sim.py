@@ -2,7 +2,9 @@
 
 onnxsim folds constants and removes no-op nodes (checked against the unsimplified graph with onnxruntime on one
 random input); the rewrites in ``patches.ONNX_PATCHES`` (``rewrite(model_proto, cfg) -> (model_proto, report)``)
-run in order unless ``--patches none``; ``onnx.checker.check_model`` must accept the result.
+run in order unless ``--patches none``; a rewrite with a ``wanted(options)`` runs only where it says so
+(``equalize_channel_ranges``: plain ``--quantize uint8``), so the other graphs stay as they were;
+``onnx.checker.check_model`` must accept the result.
 """
 from __future__ import annotations
 
@@ -26,14 +28,26 @@ def code_files(ctx: StageContext) -> list[Path]:
 
 
 def key_options(ctx: StageContext) -> dict:
-    return {"patches": ctx.options.patches}
+    only = quantize_only_patches(ctx)
+    return {"patches": ctx.options.patches, **({"quantize_only_patches": only} if only else {})}
+
+
+def applies(mod, options) -> bool:
+    """Whether an ONNX rewrite runs under these options (one with ``wanted(options)`` only where that says so)."""
+    wanted = getattr(mod, "wanted", None)
+    return wanted is None or bool(wanted(options))
 
 
 def onnx_patches(ctx: StageContext) -> dict:
     if ctx.options.patches == "none":
         return {}
     import patches
-    return dict(patches.ONNX_PATCHES)
+    return {name: mod for name, mod in patches.ONNX_PATCHES.items() if applies(mod, ctx.options)}
+
+
+def quantize_only_patches(ctx: StageContext) -> list[str]:
+    """The option-dependent rewrites that run here (they enter the cache key: the graph differs with them)."""
+    return [name for name, mod in onnx_patches(ctx).items() if getattr(mod, "wanted", None)]
 
 
 def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
@@ -49,7 +63,7 @@ def convert(src: Path, dst: Path, ctx: StageContext) -> dict:
     for name, mod in onnx_patches(ctx).items():
         simplified, report = mod.rewrite(simplified, ctx.cfg)
         reports[name] = report
-        ctx.log(f"      rewrite {name}: {report}")
+        ctx.log(f"      rewrite {name}: {report.get('summary', report)}")
     onnx.checker.check_model(simplified, full_check=True)
     onnx.save(simplified, str(dst))
     return {"patches": list(reports), "patch_reports": reports,
