@@ -1,9 +1,10 @@
 """Conversion options: validation of user choices and the artifact folder name they imply.
 
 The artifact name is the model name (``m-416``) or the config's stem, plus one suffix per non-default option
-(``m-416-opset11``, ``m-416-onnx2tf``, ``m-416-float16``, ``m-416-nopatches``, ``m-416-upstream``), so that
-variants never overwrite each other and a name says what it holds. Mixed weight types: ``m-416-uint8-keep-<8 hex of
-the --keep patterns>``, ``m-416-auto`` (``m-416-auto0.005`` for another ``--ap-budget``).
+(``m-416-opset11``, ``m-416-onnx_tf``, ``m-416-onnx2tf``, ``m-416-float16``, ``m-416-nopatches``,
+``m-416-upstream``), so that variants never overwrite each other and a name says what it holds. Mixed weight
+types: ``m-416-uint8-keep-<8 hex of the --keep patterns>``, ``m-416-auto`` (``m-416-auto0.005`` for another
+``--ap-budget``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ SUPPORTED_OPSETS = range(10, 18)  # 10-17: what the TorchScript exporter + onnx-
 QUANTIZE_CHOICES = ("float16", "uint8", "auto")   # auto: measured per weight (validation.quantize_search)
 DEFAULT_AP_BUDGET = 0.002   # --quantize auto: how far below PyTorch's AP the chosen mix may go
 BACKENDS = ("onnx_tf", "onnx2tf", "tf_nhwc")
-DEFAULT_BACKEND = "onnx_tf"
+# tf_nhwc: every upstream config converts with every stage PASS (make zoo BACKEND=tf_nhwc), fastest in TFJS (make bench)
+DEFAULT_BACKEND = "tf_nhwc"
 PATCH_CHOICES = ("default", "none")
 
 

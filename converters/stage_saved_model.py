@@ -1,10 +1,10 @@
 """Stage 3, simplified ONNX -> TF SavedModel (``saved_model/``), through a swappable backend.
 
-``--backend NAME`` selects ``converters/backend_NAME.py`` (``onnx_tf`` by default, ``onnx2tf``, ``tf_nhwc``), imported by name;
-each has ``to_saved_model(onnx_path, out_dir, cfg) -> io spec`` (see docs/architecture.md). The io spec says
-how the SavedModel's serving signature maps to the model signature (input name and layout, output keys); it goes
-into the manifest for the runners. Whatever the backend, the SavedModel is refused (``converters.tf_graph_hazards``)
-if it holds a graph pattern that aborts TensorFlow on some hosts.
+``--backend NAME`` selects ``converters/backend_NAME.py`` (``tf_nhwc`` by default, ``onnx_tf``, ``onnx2tf``),
+imported by name; each has ``to_saved_model(onnx_path, out_dir, cfg) -> io spec`` (see docs/architecture.md).
+The io spec says how the SavedModel's serving signature maps to the model signature (input name and layout,
+output keys); it goes into the manifest for the runners. Whatever the backend, the SavedModel is refused
+(``converters.tf_graph_hazards``) if it holds a graph pattern that aborts TensorFlow on some hosts.
 """
 from __future__ import annotations
 

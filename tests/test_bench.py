@@ -62,16 +62,16 @@ def test_a_failed_variant_fails_the_bench_and_says_why(shared, tmp_path, monkeyp
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setenv("NANODET_ARTIFACTS", str(tmp_path / "artifacts"))
-    code = main(["--model", "m-416", "--only", "onnx-tf float32", "--images", "1",
+    code = main(["--model", "m-416", "--only", "tf_nhwc float32", "--images", "1",
                  "--out", str(tmp_path / "bench")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1, err
     converter_error = next(line for line in err if line.startswith("error: node"))
-    assert err[-1].startswith("error: 1 bench measurement(s) failed (marked in the table): onnx-tf float32: "
+    assert err[-1].startswith("error: 1 bench measurement(s) failed (marked in the table): tf_nhwc float32: "
                               "convert m-416 failed (exit 2): node (Node.js) not found on PATH"), err[-1]
     assert converter_error[len("error: "):] in err[-1]
     table = (tmp_path / "bench" / "m-416.md").read_text()
-    assert "| onnx-tf float32 | error: convert m-416 failed (exit 2): node (Node.js) not found" in table
+    assert "| tf_nhwc float32 | error: convert m-416 failed (exit 2): node (Node.js) not found" in table
 
 
 def test_a_child_that_dies_is_named_with_its_last_words(capsys):

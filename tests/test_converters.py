@@ -160,7 +160,7 @@ def test_end_to_end_m416_then_cached(converted):
     assert m["complete"] and m["stages_completed"] == ["onnx", "onnx_sim", "saved_model", "tfjs"]
     assert m["weights"] == "checkpoint nanodet-m-416.pth"
     assert m["inputs"]["checkpoint_sha256"] == "0a338cd2adc1a7ac7010cdd5fd153f0aba81040c1fd0772c8d72aa57110d88bf"
-    assert m["options"] == {"opset": 10, "quantize": None, "backend": "onnx_tf", "patches": "default",
+    assert m["options"] == {"opset": 10, "quantize": None, "backend": "tf_nhwc", "patches": "default",
                             "layout": "per-level"}
     assert m["versions"]["tensorflowjs"] == "4.22.0"
     from contracts.hashing import sha256_file
@@ -168,7 +168,7 @@ def test_end_to_end_m416_then_cached(converted):
         assert sha256_file(art / rel) == digest, rel
     names = output_names([8, 16, 32])
     tfjs_spec = m["io_specs"]["tfjs"]
-    assert tfjs_spec["input"]["layout"] == "NCHW" and sorted(tfjs_spec["outputs"]) == sorted(names)
+    assert tfjs_spec["input"]["layout"] == "NHWC" and sorted(tfjs_spec["outputs"]) == sorted(names)   # tf_nhwc
     assert all(v.endswith(":0") for v in tfjs_spec["outputs"].values())
     for name in m["run"]["stages"]:   # run facts: in the run block, not the stage entries
         assert "seconds" not in m["stages"][name] and "built" not in m["stages"][name]
@@ -200,7 +200,8 @@ def test_saved_model_agrees_with_pytorch_on_a_real_image(converted, shared):
     ref = run_model(model, x)
     spec = json.loads((converted.dir / "manifest.json").read_text())["io_specs"]["saved_model"]
     fn = tf.saved_model.load(str(converted.dir / "saved_model")).signatures[spec["signature"]]
-    got = fn(**{spec["input"]["name"]: tf.constant(x)})
+    feed = x.transpose(0, 2, 3, 1) if spec["input"].get("layout") == "NHWC" else x   # tf_nhwc: NHWC input
+    got = fn(**{spec["input"]["name"]: tf.constant(feed)})
     for name, want in ref.items():
         out = got[spec["outputs"][name]].numpy()
         assert out.shape == want.shape, name

@@ -163,7 +163,7 @@ def test_kept_weights_stay_float32_in_the_written_manifest(converted_m416):
     model.json (no quantization entry), every other float weight uint8; a pattern naming nothing is refused."""
     names = [e.name for e in float_entries(converted_m416 / "tfjs" / "model.json")]
     exact = names[0]
-    wildcard = "unknown_1*"
+    wildcard = "PartitionedCall/Const_1?"   # tf_nhwc's names (the default backend): 1x1 kernels, biases, alphas
     want_kept = {exact} | set(fnmatch.filter(names, wildcard))
     assert 1 < len(want_kept) < len(names) // 2
     out = converted_m416.parent / "m-416-uint8-keep-test"   # beside m-416: its first three stages are copied
@@ -193,13 +193,14 @@ def test_kept_weights_stay_float32_in_the_written_manifest(converted_m416):
 def test_weights_command_lists_names_with_their_layers(converted_m416):
     """What --keep matches, with the ONNX layer of each weight (found by its numbers)."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    r = subprocess.run([sys.executable, "-m", "commands", "weights", str(converted_m416), "--match", "unknown_*"],
+    pattern = "PartitionedCall/Const_1[129]"   # tf_nhwc's names: two 1x1 kernels and a bias of stage2.0's branch2
+    r = subprocess.run([sys.executable, "-m", "commands", "weights", str(converted_m416), "--match", pattern],
                        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()[1:]
     names = [e.name for e in float_entries(converted_m416 / "tfjs" / "model.json")]
-    assert [line.split()[0] for line in lines] == fnmatch.filter(names, "unknown_*")
-    assert all(line.split()[2] == "float32" and "/Conv" in line for line in lines)   # every bias has its layer
+    assert [line.split()[0] for line in lines] == fnmatch.filter(names, pattern) and len(lines) == 3
+    assert all(line.split()[2] == "float32" and "/branch2/" in line for line in lines)   # each has its layer
     r = subprocess.run([sys.executable, "-m", "commands", "weights", str(converted_m416), "--match", "nope*"],
                        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "names none of the float weights" in r.stderr

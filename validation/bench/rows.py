@@ -47,7 +47,7 @@ def pytorch_row(cfg, data: BenchData, runs: int) -> dict:
 
 
 def onnxruntime_row(cfg, onnx_path: Path, data: BenchData, runs: int) -> dict:
-    """The artifact's ``model.onnx`` (the onnx-tf artifact of the model: the export all variants share)."""
+    """The artifact's ``model.onnx`` (the default artifact of the model: the export all variants share)."""
     from contracts.signature import output_names
     from validation.runners.onnxruntime_runner import OnnxRunner
 

@@ -33,7 +33,7 @@ VARIANTS = [  # (row label, --backend, --quantize)
     ("onnx2tf uint8", "onnx2tf", "uint8"),
     ("tf_nhwc float32", "tf_nhwc", None), ("tf_nhwc float16", "tf_nhwc", "float16"),
     ("tf_nhwc uint8", "tf_nhwc", "uint8"),
-    ("onnx-tf auto", "onnx_tf", "auto"),   # per-weight mix (--quantize auto, docs/quantization.md)
+    ("onnx-tf auto", "onnx_tf", "auto"),   # per-weight mix (--quantize auto, docs/quantization.md: measured on onnx-tf)
 ]
 PROFILED = "tf_nhwc float32"  # kernel-profiled next to the peer: where the time goes, and the convolutions' share
 PEER_PRESET = "vladmandic-nanodet-m"
@@ -119,11 +119,9 @@ def convert_variant(model: str, backend: str, quantize: str | None, input_size: 
     RuntimeError where it fails, carrying the converter's own last ``error:`` line (or how the process died).
     """
     artifact = variant_dir(model, backend, quantize, input_size)
-    cmd = [sys.executable, "-m", "commands", "convert", "--model", model, "--no-validate"]
+    cmd = [sys.executable, "-m", "commands", "convert", "--model", model, "--no-validate", "--backend", backend]
     if input_size:
         cmd += ["--input-size", f"{input_size[0]},{input_size[1]}"]
-    if backend != "onnx_tf":
-        cmd += ["--backend", backend]
     if quantize:
         cmd += ["--quantize", quantize]
     t0 = time.perf_counter()
