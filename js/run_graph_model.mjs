@@ -30,9 +30,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { parseBundle, serializeBundle } from './browser/bundle.mjs';
 
 const require = createRequire(import.meta.url);
-const MAGIC = 'NDTB0001';
 
 function fail(message, code = 2) {
   process.stderr.write(`error: ${message}\n`);
@@ -73,46 +73,20 @@ function readNameList(file) {
   return names;
 }
 
+// Tensor bundles: the layout lives in browser/bundle.mjs (shared with the browser pages and run_onnx_web.mjs);
+// here only the file I/O, with the file named in every error and an atomic write.
 function readBundle(file) {
   const buf = fs.readFileSync(file);
-  if (buf.length < 16 || buf.toString('latin1', 0, 8) !== MAGIC) fail(`${file}: not a tensor bundle (bad magic)`);
-  const headerLength = buf.readUInt32LE(8);
-  const header = JSON.parse(buf.toString('utf8', 16, 16 + headerLength));
-  const dataStart = 16 + headerLength;
-  const ctors = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array };
-  const items = header.items.map((item) => item.tensors.map((t) => {
-    const Ctor = ctors[t.dtype];
-    if (!Ctor) fail(`${file}: unsupported dtype '${t.dtype}' for tensor ${t.name}`);
-    const start = buf.byteOffset + dataStart + t.offset;
-    const copy = buf.buffer.slice(start, start + t.nbytes); // copy: aligned for typed-array views
-    return { name: t.name, dtype: t.dtype, shape: t.shape, values: new Ctor(copy) };
-  }));
-  return { items, meta: header.meta || {} };
+  try {
+    return parseBundle(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  } catch (err) {
+    return fail(`${file}: ${err.message}`);
+  }
 }
 
 function writeBundle(file, items, meta) {
-  const chunks = [];
-  let offset = 0;
-  const headerItems = items.map((tensors) => ({
-    tensors: tensors.map((t) => {
-      const bytes = Buffer.from(t.values.buffer, t.values.byteOffset, t.values.byteLength);
-      const entry = { name: t.name, dtype: t.dtype, shape: t.shape, offset, nbytes: bytes.length };
-      chunks.push(bytes);
-      const pad = (8 - (bytes.length % 8)) % 8;
-      if (pad) chunks.push(Buffer.alloc(pad));
-      offset += bytes.length + pad;
-      return entry;
-    }),
-  }));
-  let headerText = JSON.stringify({ items: headerItems, meta });
-  const total = 16 + Buffer.byteLength(headerText);
-  headerText += ' '.repeat((8 - (total % 8)) % 8);
-  const header = Buffer.from(headerText, 'utf8');
-  const prefix = Buffer.alloc(16);
-  prefix.write(MAGIC, 0, 'latin1');
-  prefix.writeUInt32LE(header.length, 8);
   const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, Buffer.concat([prefix, header, ...chunks]));
+  fs.writeFileSync(tmp, serializeBundle(items, meta));
   fs.renameSync(tmp, file);
 }
 

@@ -1,5 +1,6 @@
-// Tensor bundles (.ndtb) on ArrayBuffers: the same layout as validation/runners/tensor_bundle.py and
-// js/run_graph_model.mjs, readable and writable in a browser page and in Node alike (no Buffer, no fs).
+// Tensor bundles (.ndtb) on ArrayBuffers: the same layout as validation/runners/tensor_bundle.py, readable and
+// writable in a browser page and in Node alike (no Buffer, no fs); js/run_graph_model.mjs and js/run_onnx_web.mjs
+// add the file I/O.
 //   8 bytes magic "NDTB0001", uint32 LE header length L, 4 zero bytes, L bytes of UTF-8 JSON header (padded so
 //   that the data starts at an 8-byte boundary), then the data section.
 //   header = {"items": [{"tensors": [{"name", "dtype", "shape", "offset", "nbytes"}]}], "meta": {...}}
