@@ -3,22 +3,18 @@ image with the wasm backend, draws boxes (screenshot saved in test-output/), and
 the same JS module in Node on the same pixels. WebGL too, where the browser has it."""
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import shutil
 import subprocess
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
 
 from contracts.paths import PROJECT_ROOT
 from validation import js_module_check as check
+from validation.runners import isolated_server
 
 JS_DIR = PROJECT_ROOT / "js"
 CHROMIUM = Path(os.environ.get("NANODET_CHROMIUM", "/usr/bin/chromium"))
@@ -35,39 +31,10 @@ def browser_ready():
         pytest.skip("node or js/node_modules/playwright-core missing (run `make js`)")
 
 
-class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the project root at /, plus extra folders under their own prefixes (routes)."""
-
-    routes: dict[str, Path] = {}
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
-
-    def translate_path(self, path):
-        clean = unquote(urlsplit(path).path)
-        for prefix, folder in self.routes.items():
-            if clean.startswith(prefix):
-                rest = Path(clean[len(prefix):])
-                if ".." in rest.parts:
-                    return str(folder / "__forbidden__")
-                return str(folder / rest)
-        return super().translate_path(path)
-
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
 def serve(routes: dict[str, Path]):
-    handler = type("RoutedHandler", (Handler,), {"routes": routes})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler,
-                                                                                  directory=str(PROJECT_ROOT)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    """The project root at /, after the given prefixes, by the toolkit's own server (what `make demo` serves:
+    cross-origin isolated, nothing outside the routes)."""
+    return isolated_server.serve({**routes, "/": PROJECT_ROOT})
 
 
 def run_page(url: str, screenshot: Path) -> dict:
