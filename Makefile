@@ -40,7 +40,7 @@ DATA_ARGS = $(call opt,--images,$(IMAGES)) $(call opt,--annotations,$(ANNOTATION
 SUBSET_ARGS = $(call opt,--limit,$(LIMIT))
 STAGE_ARGS = $(call opt,--stages,$(STAGES))
 
-.PHONY: all venv js browser demo js-check convert validate accept check bench zoo test test-fast clean
+.PHONY: all venv js browser demo js-check convert validate accept check bench zoo test test-long test-fast clean
 all: convert
 
 venv: $(VENV)/.installed
@@ -103,10 +103,14 @@ zoo: venv js
 		$(call opt,--limit,$(LIMIT)) $(call opt,--out,$(ZOO_OUT))
 
 test: venv js
-	$(PY) -m pytest -q --durations=12 tests
+	$(PY) -m pytest -q --durations=12 tests -m "not long"
+
+# The checks that take more than a few minutes each (plus-m-416's --quantize auto): a step of .ci/run of its own.
+test-long: venv js
+	$(PY) -m pytest -q --durations=12 tests -m long
 
 test-fast: venv
-	$(PY) -m pytest -q tests -m "not slow"
+	$(PY) -m pytest -q tests -m "not slow and not long"
 
 clean:
 	rm -rf artifacts test-output

@@ -5,7 +5,8 @@ Two kinds:
   ``summary`` line the converter prints) swap submodules for exact equivalents that export cleanly, or more
   cheaply, at the chosen opset (the reference model itself is never changed);
 - ONNX rewrites: ``rewrite(model_proto, cfg) -> (model_proto, report dict)`` on the exported graph (a module with
-  ``wanted(options)`` runs only where that says so: ``equalize_channel_ranges`` for plain ``--quantize uint8``).
+  ``wanted(options)`` runs only where that says so: ``equalize_channel_ranges`` for ``--quantize uint8`` without
+  ``--keep``, and ``auto``).
 
 Every patch is listed below by name, in the order the pipeline applies it (a missing module is an import error,
 never a silently skipped patch); the manifest records which ran. ``PATCHES=none`` switches them all off (to show
@@ -25,5 +26,5 @@ TORCH_PATCHES = {   # name -> module with apply(model, cfg, opset)
 ONNX_PATCHES = {    # name -> module with rewrite(model_proto, cfg)
     "resize_half_pixel": resize_half_pixel,
     "int64_clamp": int64_clamp,
-    "equalize_channel_ranges": equalize_channel_ranges,   # plain --quantize uint8 only
+    "equalize_channel_ranges": equalize_channel_ranges,   # --quantize uint8 (not with --keep) and auto
 }

@@ -22,12 +22,11 @@ Anything else between the two convolutions (Concat, Split, Reshape/Transpose, Ad
 Clip ...), a second reader of the intermediate tensor, a graph output there, or a weight shared with another node
 leaves the pair alone.
 
-Where it runs (``wanted``): the plain ``--quantize uint8`` conversion only. float32 and float16 artifacts keep their
-graphs byte for byte. ``--keep`` and ``--quantize auto`` keep the unequalized graph too: the auto search decides on
-the AP of 20 images, and on the equalized graphs it stopped at all-uint8 where that AP happened to match PyTorch's
-(m-416: held-back half -0.0024, outside its 0.002 budget, where without equalization it keeps two weights float16
-and stays within; plus-m-416: 40-image AP 0.3843, failing the 0.01 verdict, against 0.3907); see
-docs/quantization.md.
+Where it runs (``wanted``): conversions that store weights as uint8 and choose the types themselves: plain
+``--quantize uint8`` and ``--quantize auto``. float32 and float16 artifacts keep their graphs byte for byte, and so
+does ``--keep`` (whose documented weight names and their measured sensitivities are those of the unequalized
+weights). Under ``auto`` it is what makes a small mix of plus-m-416 possible: unequalized, every mix up to 1.2x
+all-uint8 loses 0.02-0.04 AP on the held-back half (docs/quantization.md).
 """
 from __future__ import annotations
 
@@ -46,8 +45,8 @@ LARGEST = float(np.finfo(np.float32).max) / 2
 
 def wanted(options) -> bool:
     """Whether a conversion with these options (``converters.options.ConvertOptions``) gets this rewrite: plain
-    uint8 storage only (module docstring)."""
-    return options.quantize == "uint8" and not options.keep
+    uint8 storage and the auto search (module docstring)."""
+    return options.quantize in ("uint8", "auto") and not options.keep
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 It must leave the float32 outputs bit-identical (onnxruntime, real m-416 weights and a seeded graph with Relu,
 LeakyRelu, depthwise and grouped convolutions), actually narrow the per-channel range spread, leave alone what it
-cannot prove exact, and run only for the plain uint8 conversion (not float32, float16, --keep or auto)."""
+cannot prove exact, and run only for the plain uint8 and auto conversions (not float32, float16 or --keep)."""
 from __future__ import annotations
 
 import numpy as np
@@ -190,9 +190,9 @@ def _inputs_like(batch: np.ndarray) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("quantize, keep, runs", [
     (None, (), False), ("float16", (), False), ("float16", ("unknown_6",), False),
-    ("uint8", (), True), ("uint8", ("unknown_6",), False), ("auto", (), False),
+    ("uint8", (), True), ("uint8", ("unknown_6",), False), ("auto", (), True),
 ])
-def test_only_plain_uint8_gets_the_rewrite_and_its_cache_key_says_so(quantize, keep, runs):
+def test_only_uint8_and_auto_get_the_rewrite_and_its_cache_key_says_so(quantize, keep, runs):
     ctx = StageContext(source=None, options=ConvertOptions(quantize=quantize, keep=keep), artifact_dir=None)
     assert ("equalize_channel_ranges" in stage_onnx_sim.onnx_patches(ctx)) is runs
     key = stage_onnx_sim.key_options(ctx)

@@ -33,7 +33,7 @@ VARIANTS = [  # (row label, --backend, --quantize)
     ("onnx2tf uint8", "onnx2tf", "uint8"),
     ("tf_nhwc float32", "tf_nhwc", None), ("tf_nhwc float16", "tf_nhwc", "float16"),
     ("tf_nhwc uint8", "tf_nhwc", "uint8"),
-    ("onnx-tf auto", "onnx_tf", "auto"),   # per-weight mix (--quantize auto, docs/quantization.md: measured on onnx-tf)
+    ("tf_nhwc auto", "tf_nhwc", "auto"),   # per-weight mix (--quantize auto, docs/quantization.md)
 ]
 PROFILED = "tf_nhwc float32"  # kernel-profiled next to the peer: where the time goes, and the convolutions' share
 PEER_PRESET = "vladmandic-nanodet-m"

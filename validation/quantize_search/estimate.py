@@ -1,6 +1,7 @@
 """The estimate: each weight unit's error in uint8, measured on the simulator, and any assignment's outputs.
 
-A unit with an ONNX twin is simulated exactly (``affine.as_stored`` on the twin's values, fed to the simulator).
+A unit with an ONNX twin is simulated exactly (``affine.as_stored`` on the twin's values, fed to the simulator;
+for a block twin, on that block of rows alone, the rest of the initializer as the other units store it).
 A unit without one cannot be: it goes uint8 where uint8 stores it exactly (a tensor of one value), else float16
 where that is exact, else it stays float32 (``fixed_types``), and the search never moves it.
 """
@@ -21,7 +22,7 @@ def fixed_types(units: list[Unit]) -> dict[str, str]:
     """{unit key: type} for the units the simulator cannot run (no ONNX twin)."""
     out = {}
     for u in units:
-        if not u.onnx_names:
+        if not u.simulated:
             out[u.key] = "uint8" if exact_in(u.values, "uint8") else "float16" if exact_in(u.values, "float16") \
                 else "float32"
     return out
@@ -37,14 +38,23 @@ class Estimator:
 
     def overrides(self, types: dict[str, str]) -> dict[str, np.ndarray]:
         """The simulator feeds for an assignment (float32 units and units without twins need none)."""
-        feeds = {}
+        feeds, inits = {}, self.sim.initializers
         for key, dtype in types.items():
             unit = self.units[key]
-            if dtype == "float32" or not unit.onnx_names:
+            if dtype == "float32" or not unit.simulated:
                 continue
             if (key, dtype) not in self._stored:
-                self._stored[(key, dtype)] = {n: as_stored(self.sim.initializers[n], dtype) for n in unit.onnx_names}
-            feeds.update(self._stored[(key, dtype)])
+                stored = {n: as_stored(inits[n], dtype) for n in unit.onnx_names}
+                stored.update({(n, a, b): as_stored(inits[n][a:b], dtype) for n, a, b in unit.onnx_slices})
+                self._stored[(key, dtype)] = stored
+            for name, values in self._stored[(key, dtype)].items():
+                if isinstance(name, str):
+                    feeds[name] = values
+                    continue
+                whole, a, b = name
+                if whole not in feeds:
+                    feeds[whole] = inits[whole].copy()
+                feeds[whole][a:b] = values
         return feeds
 
     def run(self, batch: np.ndarray, types: dict[str, str]) -> dict[str, np.ndarray]:
@@ -55,7 +65,7 @@ class Estimator:
         (0 without running where uint8 stores it exactly)."""
         base = self.sim.run(batch)
         errors, t0 = {}, time.perf_counter()
-        simulated = [u for u in self.units.values() if u.onnx_names]
+        simulated = [u for u in self.units.values() if u.simulated]
         for i, unit in enumerate(simulated, 1):
             if exact_in(unit.values, "uint8"):
                 errors[unit.key] = 0.0

@@ -7,8 +7,9 @@ The convert command lends an ``AutoQuantizer`` to the TFJS stage (``converters.t
 2. units (``weight_units``): TFJS weights matched to their ONNX twins; units without one get a fixed type;
 3. sensitivity (``estimate``): each unit alone in uint8 on the simulator, its output error (``fidelity``) on the
    first choice images;
-4. walk (``walk``): everything uint8, then units promoted to float16 by error per byte, until AP on the choice
-   half stays within the budget of PyTorch's there (estimated on the simulator);
+4. walk (``walk``): everything uint8, then units promoted to float16 by error per byte, to the first mix whose
+   output error per choice image is within ``walk.ERROR_PER_IMAGE`` and whose AP on the choice half is within the
+   budget of PyTorch's there (both estimated on the simulator);
 5. confirmation: that assignment converted by tensorflowjs and run by TFJS itself in Node on every image: the
    choice half's AP must be within the budget too, else the walk goes on (at most ``CONFIRMATIONS`` times, then
    float32). The held-back half's AP of the final artifact is measured in the same run and only recorded.
@@ -24,7 +25,8 @@ from contracts.io_spec import IoSpec
 from contracts.paths import PROJECT_ROOT
 from contracts.signature import output_names
 
-from .walk import Step, prefix_sizes, promotion_order, walk
+from .fidelity import output_error
+from .walk import ERROR_PER_IMAGE, Step, prefix_sizes, promotion_order, walk
 
 CONFIRMATIONS = 3
 SEARCH_SOURCES = ("validation/quantize_search/*.py", "validation/comparators.py", "validation/coco_ap.py",
@@ -102,6 +104,7 @@ class _Walker:
         self.sizes = prefix_sizes(len(order))
         self.steps: dict[int, Step] = {}
         self.choice_batch = data.tensor(data.choice)
+        self.float32 = est.run(self.choice_batch, self.types(None))
         self.accepted: Step | None = None
         self.tfjs: dict = {}
 
@@ -117,11 +120,14 @@ class _Walker:
             types = self.types(k)
             got = self.est.run(self.choice_batch, types)
             judged = self.data.judge(got, self.data.choice)
-            step = Step(k, judged["ap"], judged["ap_delta"] <= self.budget,
+            error = output_error(got, self.float32, self.data.cfg) / len(self.choice_batch)
+            step = Step(k, judged["ap"], judged["ap_delta"] <= self.budget, error,
                         {"bytes": self.est.weight_bytes(types), "matched_fraction": judged["matched_fraction"]})
             self.steps[k] = step
-            self.log(f"      estimate: {k:3d} float16 -> AP {step.ap:.4f} (PyTorch {judged['pytorch_ap']:.4f}) "
-                     f"{'within' if step.within else 'outside'} the budget, {step.extra['bytes']} weight bytes")
+            self.log(f"      estimate: {k:3d} float16 -> error {error:7.2f} per image "
+                     f"({'within' if step.quiet else 'above'} {ERROR_PER_IMAGE}), AP {step.ap:.4f} (PyTorch "
+                     f"{judged['pytorch_ap']:.4f}) {'within' if step.within else 'outside'} the budget, "
+                     f"{step.extra['bytes']} weight bytes")
         return self.steps[k]
 
     def confirm(self, request, k: int | None) -> tuple[bool, dict, dict]:
@@ -144,9 +150,9 @@ class _Walker:
 
     def run(self, request) -> tuple[dict[str, str], list[dict], dict]:
         """(the final types by unit, every TFJS confirmation, the stage facts of the final write)."""
-        confirmations, start = [], 0
+        confirmations, after = [], -1
         for _ in range(CONFIRMATIONS):
-            accepted, _steps = walk(self.sizes, self.evaluate, start)
+            accepted = walk(self.sizes, self.evaluate, after)
             if accepted is None:
                 break
             ok, facts, measured = self.confirm(request, accepted.k)
@@ -154,9 +160,7 @@ class _Walker:
             if ok:
                 self.accepted = accepted
                 return self.types(accepted.k), confirmations, facts
-            start = self.sizes.index(accepted.k) + 1
-            if start >= len(self.sizes):
-                break
+            after = accepted.k
         self.log("      no mix kept the AP within the budget: float32")
         ok, facts, measured = self.confirm(request, None)
         confirmations.append(measured)
@@ -171,11 +175,12 @@ class _Walker:
         all_uint8 = self.est.weight_bytes({u.key: "uint8" for u in self.units})
         held = final["held-back"]
         return {
-            "ap_budget": self.budget,
+            "ap_budget": self.budget, "error_per_image_limit": ERROR_PER_IMAGE,
             "images": {"source": self.data.source, "choice": self.data.choice.files,
                        "held_back": self.data.held.files, "split": "sorted by file name: even positions choose, "
                                                                    "odd positions are held back"},
             "promoted": k, "result": "float32" if k is None else "mixed",
+            "error_per_image": None if k is None else round(self.steps[k].error, 4),
             "weight_bytes": self.est.weight_bytes(types), "all_uint8_weight_bytes": all_uint8,
             "kept_wider": [{"names": by_key[key].tfjs_names, "type": t, "layer": by_key[key].label,
                             "numbers": by_key[key].count, "measured": key in errors,
@@ -184,7 +189,8 @@ class _Walker:
             "sensitivity_top": [{"names": by_key[key].tfjs_names, "layer": by_key[key].label,
                                  "uint8_error": round(errors[key], 6), "numbers": by_key[key].count}
                                 for key in self.order[:10]],
-            "estimates": [{"k": s.k, "ap": round(s.ap, 6), "within": s.within, **s.extra}
+            "estimates": [{"k": s.k, "ap": round(s.ap, 6), "within": s.within, "error_per_image": round(s.error, 4),
+                           "quiet": s.quiet, **s.extra}
                           for s in sorted(self.steps.values(), key=lambda s: s.k)],
             "confirmations": confirmations,
             "held_back": {**held, "within_budget": held["ap_delta"] <= self.budget},

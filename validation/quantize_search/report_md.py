@@ -42,13 +42,20 @@ def search_lines(search: dict) -> list[str]:
         + (f", {unmeasured} without an ONNX twin (not measurable: stored exactly or float32)" if unmeasured else "")
         + " "
         f"({search['weight_bytes']} weight bytes, {search['weight_bytes'] / search['all_uint8_weight_bytes']:.3f}x "
-        f"all-uint8); chosen on {len(search['images']['choice'])} images, AP budget {budget}",
+        f"all-uint8); chosen on {len(search['images']['choice'])} images, AP budget {budget}"
+        + (f", output error {search['error_per_image']:.2f} per image (limit {search['error_per_image_limit']})"
+           if search.get("error_per_image") is not None else ""),
         f"choice half (decided on): TFJS AP {choice['ap']:.4f}, PyTorch {choice['pytorch_ap']:.4f} "
         f"(delta {choice['ap_delta']:+.4f})",
         f"held-back half ({len(search['images']['held_back'])} images no decision saw): TFJS AP {held['ap']:.4f}, "
         f"PyTorch {held['pytorch_ap']:.4f} (delta {held['ap_delta']:+.4f}): "
         f"{'within' if held['within_budget'] else 'NOT within'} the budget",
     ]
+
+
+def _error(step: dict) -> str:
+    """The estimate's output error per image (records written before it was measured have none)."""
+    return "-" if step.get("error_per_image") is None else f"{step['error_per_image']:.2f}"
 
 
 def markdown_lines(entry: dict | None) -> list[str]:
@@ -69,7 +76,8 @@ def markdown_lines(entry: dict | None) -> list[str]:
                   f"{'not measurable' if k.get('uint8_error') is None else format(k['uint8_error'], '.4g')} |"
                   for k in search["kept_wider"]]
         lines += ["", "Estimates on the choice half (simulator), by number of units in float16:", "",
-                  "| float16 units | weight bytes | AP | within budget |", "|---:|---:|---:|---|"]
-        lines += [f"| {s['k']} | {s['bytes']} | {s['ap']:.4f} | {'yes' if s['within'] else 'no'} |"
+                  "| float16 units | weight bytes | output error per image | AP | within budget |",
+                  "|---:|---:|---:|---:|---|"]
+        lines += [f"| {s['k']} | {s['bytes']} | {_error(s)} | {s['ap']:.4f} | {'yes' if s['within'] else 'no'} |"
                   for s in search["estimates"]]
     return lines + [""]

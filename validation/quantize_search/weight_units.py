@@ -5,8 +5,14 @@ tensorflowjs names weights after the constant nodes of its optimised graph (``Pa
 same numbers sit in ``model.sim.onnx`` under another name and often another layout (HWIO against OIHW). Per-tensor
 quantization does not care about layout, so a TFJS weight is matched to the ONNX initializer holding the same
 multiset of values (sorted values, hashed). Weights with equal multisets form one ``Unit`` (they always get the
-same type, so that the simulation is exact for each). A TFJS weight without an ONNX twin (a constant the SavedModel
-backend made, e.g. an upsampling table) cannot be simulated: ``Unit.onnx_names`` is empty.
+same type, so that the simulation is exact for each).
+
+A backend may split one ONNX weight into several TFJS weights (tf_nhwc gives the head's shared 1x1 conv one kernel
+and bias per branch: classes and box sides): a TFJS weight that has no whole twin is matched to a block of rows
+(a slice along the first axis, the output channels of an OIHW kernel or a bias) of an ONNX initializer that no
+whole twin claims (``Unit.onnx_slices``); storing it is simulated by storing that block on its own, which is what
+per-tensor quantization of the TFJS weight does. A TFJS weight with neither (a constant the SavedModel backend
+made, e.g. an upsampling table) cannot be simulated: ``Unit.simulated`` is False.
 """
 from __future__ import annotations
 
@@ -24,6 +30,12 @@ class Unit:
     tfjs_names: list[str] = field(default_factory=list)
     onnx_names: list[str] = field(default_factory=list)
     layers: list[str] = field(default_factory=list)   # ONNX nodes consuming the initializers
+    onnx_slices: list[tuple[str, int, int]] = field(default_factory=list)   # (initializer, first row, end row)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether storing this unit can be run on the ONNX model (a whole twin or a block of rows of one)."""
+        return bool(self.onnx_names or self.onnx_slices)
 
     @property
     def count(self) -> int:
@@ -33,6 +45,29 @@ class Unit:
     @property
     def label(self) -> str:
         return ", ".join(self.layers) if self.layers else "(no ONNX twin)"
+
+
+def _block_twins(units: list[Unit], inits: dict[str, np.ndarray], readers: dict[str, list[str]]) -> None:
+    """Give each unit without a whole twin the block of rows of an unclaimed initializer holding its values."""
+    from .affine import exact_in
+
+    claimed = {n for u in units for n in u.onnx_names}
+    open_units = [u for u in units if not u.onnx_names and not exact_in(u.values, "uint8")]
+    if not open_units:
+        return
+    wanted = {fingerprint(u.values): u for u in open_units}
+    for name, values in inits.items():
+        if name in claimed or values.ndim == 0 or values.shape[0] < 2:
+            continue
+        row = values[0].size
+        for rows in sorted({u.values.size // row for u in open_units if row and u.values.size % row == 0}):
+            if not 0 < rows < values.shape[0]:
+                continue
+            for start in range(values.shape[0] - rows + 1):
+                unit = wanted.get(fingerprint(values[start:start + rows]))
+                if unit is not None and not unit.onnx_slices:
+                    unit.onnx_slices.append((name, start, start + rows))
+                    unit.layers.extend(r for r in readers.get(name, []) if r not in unit.layers)
 
 
 def fingerprint(values: np.ndarray) -> str:
@@ -62,17 +97,20 @@ def consumers(model) -> dict[str, list[str]]:
 
 
 def build_units(tfjs_weights: dict[str, np.ndarray], model) -> list[Unit]:
-    """One unit per distinct multiset of TFJS float weight values, in TFJS manifest order, with its ONNX twins."""
+    """One unit per distinct multiset of TFJS float weight values, in TFJS manifest order, with its ONNX twins
+    (whole initializers, else a block of rows of one)."""
     units: dict[str, Unit] = {}
     for name, values in tfjs_weights.items():
         key = fingerprint(values)
         units.setdefault(key, Unit(key, np.asarray(values, np.float32))).tfjs_names.append(name)
     readers = consumers(model)
-    for name, values in onnx_float_initializers(model).items():
+    inits = onnx_float_initializers(model)
+    for name, values in inits.items():
         unit = units.get(fingerprint(values))
         if unit is not None:
             unit.onnx_names.append(name)
             unit.layers.extend(r for r in readers.get(name, []) if r not in unit.layers)
+    _block_twins(list(units.values()), inits, readers)
     return list(units.values())
 
 
