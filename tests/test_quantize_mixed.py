@@ -253,6 +253,10 @@ def test_weights_command_lists_names_with_their_layers(converted_m416):
     names = [e.name for e in float_entries(converted_m416 / "tfjs" / "model.json")]
     assert [line.split()[0] for line in lines] == fnmatch.filter(names, pattern) and len(lines) == 3
     assert all(line.split()[2] == "float32" and "/branch2/" in line for line in lines)   # each has its layer
+    r = subprocess.run([sys.executable, "-m", "commands", "weights", str(converted_m416), "--match",
+                        "PartitionedCall/Const_20[2-5]"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)   # the head's 1x1 output conv, split by tf_nhwc: blocks of rows of its twin
+    assert r.returncode == 0 and r.stdout.count("/head/gfl_cls.1/Conv") == 4, r.stdout
     r = subprocess.run([sys.executable, "-m", "commands", "weights", str(converted_m416), "--match", "nope*"],
                        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "names none of the float weights" in r.stderr

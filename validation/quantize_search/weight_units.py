@@ -47,27 +47,37 @@ class Unit:
         return ", ".join(self.layers) if self.layers else "(no ONNX twin)"
 
 
+def find_blocks(wanted: dict[str, int], inits: dict[str, np.ndarray], skip=frozenset(),
+                stored=lambda block: block) -> dict[str, tuple[str, int, int]]:
+    """{fingerprint: (initializer, first row, end row)} for each wanted fingerprint (of a weight holding the given
+    number of values) that a block of rows of an initializer outside ``skip`` has once ``stored`` (the block on its
+    own: per-tensor storage of the TFJS weight) turns it into; the first block found wins."""
+    found: dict[str, tuple[str, int, int]] = {}
+    for name, values in inits.items():
+        if name in skip or values.ndim == 0 or values.shape[0] < 2 or not values[0].size:
+            continue
+        row = values[0].size
+        for rows in sorted({n // row for n in wanted.values() if n % row == 0 and 0 < n // row < values.shape[0]}):
+            for start in range(values.shape[0] - rows + 1):
+                key = fingerprint(stored(values[start:start + rows]))
+                if key in wanted and key not in found:
+                    found[key] = (name, start, start + rows)
+    return found
+
+
 def _block_twins(units: list[Unit], inits: dict[str, np.ndarray], readers: dict[str, list[str]]) -> None:
     """Give each unit without a whole twin the block of rows of an unclaimed initializer holding its values."""
     from .affine import exact_in
 
-    claimed = {n for u in units for n in u.onnx_names}
-    open_units = [u for u in units if not u.onnx_names and not exact_in(u.values, "uint8")]
+    open_units = {fingerprint(u.values): u for u in units if not u.onnx_names and not exact_in(u.values, "uint8")}
     if not open_units:
         return
-    wanted = {fingerprint(u.values): u for u in open_units}
-    for name, values in inits.items():
-        if name in claimed or values.ndim == 0 or values.shape[0] < 2:
-            continue
-        row = values[0].size
-        for rows in sorted({u.values.size // row for u in open_units if row and u.values.size % row == 0}):
-            if not 0 < rows < values.shape[0]:
-                continue
-            for start in range(values.shape[0] - rows + 1):
-                unit = wanted.get(fingerprint(values[start:start + rows]))
-                if unit is not None and not unit.onnx_slices:
-                    unit.onnx_slices.append((name, start, start + rows))
-                    unit.layers.extend(r for r in readers.get(name, []) if r not in unit.layers)
+    claimed = {n for u in units for n in u.onnx_names}
+    blocks = find_blocks({k: u.values.size for k, u in open_units.items()}, inits, claimed)
+    for key, (name, start, end) in blocks.items():
+        unit = open_units[key]
+        unit.onnx_slices.append((name, start, end))
+        unit.layers.extend(r for r in readers.get(name, []) if r not in unit.layers)
 
 
 def fingerprint(values: np.ndarray) -> str:
@@ -117,7 +127,8 @@ def build_units(tfjs_weights: dict[str, np.ndarray], model) -> list[Unit]:
 def layers_by_name(weights: dict[str, np.ndarray], stored: dict[str, str], model) -> dict[str, str]:
     """{TFJS weight name: the ONNX layers reading its twin} for a model whose weights may be stored quantized:
     ``weights`` as TFJS loads them, ``stored`` their stored types; a twin is the initializer that storing in that
-    type turns into the same values (``affine.as_stored``). Names without a twin are left out."""
+    type turns into the same values (``affine.as_stored``), or a block of rows of one that does (``find_blocks``).
+    Names without a twin are left out."""
     from .affine import as_stored
 
     readers = consumers(model)
@@ -132,4 +143,10 @@ def layers_by_name(weights: dict[str, np.ndarray], stored: dict[str, str], model
         layers = list(dict.fromkeys(r for t in twins for r in readers.get(t, [])))
         if layers:
             out[name] = ", ".join(layers)
+    for dtype in set(stored.values()):     # the rest: a block of rows of one (a weight the backend split)
+        missing = {fingerprint(v): n for n, v in weights.items() if n not in out and stored[n] == dtype}
+        found = find_blocks({k: weights[n].size for k, n in missing.items()}, inits,
+                            stored=lambda block, t=dtype: as_stored(block, t)) if missing else {}
+        for key, (init, _start, _end) in found.items():
+            out[missing[key]] = ", ".join(readers.get(init, [])) or init
     return out
