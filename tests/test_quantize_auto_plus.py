@@ -64,6 +64,7 @@ def test_auto_plus_is_small_within_the_budget_on_held_back_images_and_every_stag
     assert report["stages"]["tfjs"]["criteria"].startswith("quantized")
     assert "equalize_channel_ranges" in json.loads((auto_plus / "manifest.json").read_text())["stages"][
         "onnx_sim"]["patches"]
+    assert report["equalization"]["pairs"] > 0 and "channel ranges equalized" in (auto_plus / "report.md").read_text()
 
 
 def test_auto_plus_keeps_the_sensitive_bias_wider_and_forcing_it_to_uint8_breaks_the_budget(auto_plus, test_output):

@@ -46,3 +46,25 @@ def test_report_states_tolerances_and_detection_differences():
     assert "- **tfjs**: 0 near-ties (none), 2 unexplained" in md and '"only_in": "pytorch"' in md
     assert re.search(r"\| dis_pred_stride_16 \| 0 / 0\.000\d+ PASSED \| 3\.0000 / 0\.000\d+ FAILED \|", md)
     assert "1/0" in console_table(report)
+
+
+def test_report_says_when_the_graph_was_equalized_for_uint8():
+    """A uint8 / auto artifact's graph is not the float32 one: report.md says so with what the rewrite did (from
+    the manifest's onnx_sim patch report); a float32 artifact's report has no such line."""
+    from contracts.manifest import Manifest
+    from validation.api import equalization_facts
+
+    ratio = {"depthwise kernels": {"before": 145.659, "after": 9.104}, "bias |max|": {"before": 3.6, "after": 4.0}}
+    patch = {"pairs": 47, "channels_rescaled": 4366, "channels": 5422, "rounds": 6, "largest_range_ratio": ratio}
+    manifest = Manifest({"stages": {"onnx_sim": {"completed": "x", "patch_reports": {
+        "equalize_channel_ranges": patch, "int64_clamp": {"count": 0}}}}})
+    facts = equalization_facts(manifest)
+    assert facts == {"pairs": 47, "channels_rescaled": 4366, "channels": 5422, "largest_range_ratio": ratio}
+    assert equalization_facts(Manifest({"stages": {"onnx_sim": {"completed": "x", "patch_reports": {}}}})) is None
+    report = {"model": "m-416", "weights": "w", "images": 1, "tolerances": {}, "pass": True,
+              "stages": {"pytorch": {"pass": True, "outputs": {}, "criteria": "reference"}}}
+    assert "equalized" not in markdown_report(report, [])
+    line = [x for x in markdown_report({**report, "equalization": facts}, []).splitlines() if "equalized" in x]
+    assert line == ["- graph: channel ranges equalized before uint8 (patches/equalize_channel_ranges.py: 47 Conv "
+                    "pairs, 4366 of 5422 channels rescaled by powers of two, exact in float32; largest "
+                    "channel-range ratio depthwise kernels 145.659x -> 9.104x)"]

@@ -237,6 +237,9 @@ def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_ba
     mixed = {k: v for k, v in (manifest.stage("tfjs") or {}).items() if k in MIXED_FACTS}
     if "tfjs" in runners and mixed.get("weight_types"):
         extra["weight_types"] = mixed   # --keep / --quantize auto: which weights got which type (report.md says)
+    equalized = equalization_facts(manifest)
+    if equalized and runners.keys() & {"onnx_sim", "saved_model", "tfjs"}:
+        extra["equalization"] = equalized   # uint8 / auto: the graph those stages hold was rescaled (report.md says)
     from .localize.hook import stage_localizer
     tol = tolerances(cfg)
     localizer = stage_localizer(localize, artifact_dir, manifest, runners, tol["raw_atol"], tol["raw_rtol"],
@@ -244,6 +247,15 @@ def validate_artifacts(artifact_dir, cfg, images=None, annotations=None, tfjs_ba
     return run_validation(Path(out_dir) if out_dir is not None else artifact_dir, cfg, reference, runners,
                           quantized, images, annotations, extra, json_name, md_name, pictures, limit, write, log,
                           only_files, localizer)
+
+
+def equalization_facts(manifest) -> dict | None:
+    """What ``equalize_channel_ranges`` did to the graph of the stages from onnx_sim on (None where it did not
+    run): pairs, channels rescaled, the largest channel-range ratios before and after."""
+    found = ((manifest.stage("onnx_sim") or {}).get("patch_reports") or {}).get("equalize_channel_ranges")
+    if not found or not found.get("pairs"):
+        return None
+    return {k: found[k] for k in ("pairs", "channels_rescaled", "channels", "largest_range_ratio") if k in found}
 
 
 def adhoc_name(images=None, annotations=None, limit: int | None = None, stages: list[str] | None = None,

@@ -80,6 +80,7 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
              "- fp32 stages: every output's max |diff| <= raw_atol + raw_rtol x its scale (its max |PyTorch value|), "
              "and every detection without a partner (same class, IoU >= 0.99) a near-tie within the stage's "
              "measured raw differences",
+             *_equalization_lines(report.get("equalization")),
              f"- overall: **{'PASS' if report.get('pass') else 'FAIL'}**", ""]
     lines += [f"> WARNING: {w}" for w in report.get("warnings", [])]
     lines += ["", markdown_table(head, rows), ""]
@@ -110,6 +111,17 @@ def markdown_report(report: dict, pictures: list[str]) -> str:
         lines += ["## Pictures (detections with score >= %.2f)" % PICTURE_SCORE, ""]
         lines += [f"![{p}]({p})" for p in pictures]
     return "\n".join(lines) + "\n"
+
+
+def _equalization_lines(facts: dict | None) -> list[str]:
+    """One header line where the graph of onnx_sim and later stages was equalized before uint8 storage."""
+    if not facts:
+        return []
+    ratios = "; ".join(f"{k} {v['before']}x -> {v['after']}x" for k, v in facts.get("largest_range_ratio", {}).items()
+                       if k != "bias |max|")
+    return [f"- graph: channel ranges equalized before uint8 (patches/equalize_channel_ranges.py: {facts['pairs']} "
+            f"Conv pairs, {facts['channels_rescaled']} of {facts['channels']} channels rescaled by powers of two, "
+            f"exact in float32; largest channel-range ratio {ratios})"]
 
 
 def _tie_lines(report: dict) -> list[str]:
