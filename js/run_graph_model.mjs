@@ -30,14 +30,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { parseBundle, serializeBundle } from './browser/bundle.mjs';
+import { timeEach } from './browser/timing.mjs';
+import { fail, readBundleFile, writeBundleFile } from './node_io.mjs';
 
 const require = createRequire(import.meta.url);
-
-function fail(message, code = 2) {
-  process.stderr.write(`error: ${message}\n`);
-  process.exit(code);
-}
 
 function parseArgs(argv) {
   const args = { backend: 'wasm', warmup: 0, outputs: null, profile: false };
@@ -71,23 +67,6 @@ function readNameList(file) {
     fail(`${file}: expected a JSON array of node names`);
   }
   return names;
-}
-
-// Tensor bundles: the layout lives in browser/bundle.mjs (shared with the browser pages and run_onnx_web.mjs);
-// here only the file I/O, with the file named in every error and an atomic write.
-function readBundle(file) {
-  const buf = fs.readFileSync(file);
-  try {
-    return parseBundle(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  } catch (err) {
-    return fail(`${file}: ${err.message}`);
-  }
-}
-
-function writeBundle(file, items, meta) {
-  const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, serializeBundle(items, meta));
-  fs.renameSync(tmp, file);
 }
 
 // IO handler: model.json + its weight shards, read with fs and concatenated in manifest order.
@@ -150,7 +129,7 @@ async function main() {
   await setBackend(tf, args.backend);
   const modelJson = path.resolve(args.model);
   if (!fs.existsSync(modelJson)) fail(`${modelJson}: TFJS model.json not found`);
-  const bundle = readBundle(args.input);
+  const bundle = readBundleFile(args.input);
 
   let t0 = performance.now();
   const model = await converter.loadGraphModel(fileHandler(modelJson));
@@ -191,12 +170,7 @@ async function main() {
     }
   }
 
-  const warmupMs = [];
-  for (let i = 0; i < args.warmup && bundle.items.length; i += 1) {
-    t0 = performance.now();
-    await infer(bundle.items[0]);
-    warmupMs.push(performance.now() - t0);
-  }
+  const warmupMs = bundle.items.length ? await timeEach(args.warmup, () => infer(bundle.items[0])) : [];
   const results = [];
   const inferMs = [];
   const kernelMs = [];
@@ -238,7 +212,7 @@ async function main() {
     kernel_ms: args.profile ? kernelMs : null,
     kernel_records: args.profile ? kernelRecords : null,
   };
-  writeBundle(args.output, results, meta);
+  writeBundleFile(args.output, results, meta);
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

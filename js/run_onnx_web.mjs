@@ -13,14 +13,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { parseBundle, serializeBundle } from './browser/bundle.mjs';
+import { timeEach } from './browser/timing.mjs';
+import { fail, readBundleFile, writeBundleFile } from './node_io.mjs';
 
 const require = createRequire(import.meta.url);
-
-function fail(message, code = 2) {
-  process.stderr.write(`error: ${message}\n`);
-  process.exit(code);
-}
 
 function parseArgs(argv) {
   const args = { threads: '1', warmup: '0', outputs: null };
@@ -44,8 +40,7 @@ async function main() {
   ort.env.wasm.wasmPaths = dist;
   ort.env.wasm.numThreads = args.threads;
   ort.env.logLevel = 'error';
-  const bytes = fs.readFileSync(args.input);
-  const bundle = parseBundle(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const bundle = readBundleFile(args.input);
   let t0 = performance.now();
   const session = await ort.InferenceSession.create(fs.readFileSync(args.model), { executionProviders: ['wasm'] });
   const loadMs = performance.now() - t0;
@@ -59,12 +54,7 @@ async function main() {
     executeMs.push(performance.now() - started);
     return names.map((n) => ({ name: n, dtype: 'float32', shape: outs[n].dims, values: outs[n].data }));
   }
-  const warmupMs = [];
-  for (let i = 0; i < args.warmup && bundle.items.length; i += 1) {
-    t0 = performance.now();
-    await infer(bundle.items[0]);
-    warmupMs.push(performance.now() - t0);
-  }
+  const warmupMs = bundle.items.length ? await timeEach(args.warmup, () => infer(bundle.items[0])) : [];
   const results = [];
   const inferMs = [];
   for (const item of bundle.items) {
@@ -75,9 +65,7 @@ async function main() {
   const meta = { runtime: 'onnxruntime-web', ort: ort.env.versions.web, backend: 'wasm',
     threads: ort.env.wasm.numThreads, requested_threads: args.threads || null, load_ms: loadMs,
     warmup_ms: warmupMs, infer_ms: inferMs, execute_ms: executeMs.slice(warmupMs.length) };
-  const tmp = `${args.output}.tmp`;
-  fs.writeFileSync(tmp, serializeBundle(results, meta));
-  fs.renameSync(tmp, args.output);
+  writeBundleFile(args.output, results, meta);
   await session.release();
 }
 

@@ -23,7 +23,8 @@ JS_FILES = ("run_graph_model.mjs", "nanodet.mjs", "nanodet_decode.mjs", "nanodet
             "detect.mjs", "package.json", "package-lock.json", "demo/index.html", "demo/demo.js", "demo/run_in_chromium.mjs",
             "run_onnx_web.mjs", "browser/bench.html", "browser/page.mjs", "browser/bundle.mjs", "browser/chromium.mjs",
             "browser/wasm_threads.mjs", "browser/runtime.mjs", "browser/worker.mjs", "demo/detector_host.mjs",
-            "demo/detector_worker.mjs", "browser/worker_client.mjs")
+            "demo/detector_worker.mjs", "browser/worker_client.mjs",
+            "browser/timing.mjs", "node_io.mjs")
 DATA = "share/nanodet-tfjs"
 
 

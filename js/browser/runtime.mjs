@@ -10,6 +10,7 @@
 // Timings: infer = feed tensors made, model executed, every output read back to JS (as the Node runner times
 // it); execute = the execute call alone (wasm runs its kernels inside it; webgl only queues GPU work there).
 import { parseBundle, serializeBundle } from './bundle.mjs';
+import { timeEach } from './timing.mjs';
 import { requestWasmThreads, wasmThreadFacts } from './wasm_threads.mjs';
 
 const ORT_DIST = new URL('../node_modules/onnxruntime-web/dist/', import.meta.url).href;
@@ -138,13 +139,8 @@ export async function run(key, options) {
   const inputs = state.inputs[options.inputs];
   if (!inputs) throw new Error(`input set '${options.inputs}' not loaded`);
   const count = Math.min(options.count || inputs.length, inputs.length);
-  const warmupMs = [];
   const scratch = [];
-  for (let i = 0; i < (options.warmup || 0); i += 1) {
-    const t0 = performance.now();
-    await infer(inputs[0], scratch);
-    warmupMs.push(performance.now() - t0);
-  }
+  const warmupMs = await timeEach(options.warmup || 0, () => infer(inputs[0], scratch));
   const inferMs = [];
   const executeMs = [];
   const results = [];
