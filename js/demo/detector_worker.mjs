@@ -5,18 +5,11 @@
 import '../node_modules/@tensorflow/tfjs-core/dist/tf-core.min.js';
 import '../node_modules/@tensorflow/tfjs-converter/dist/tf-converter.min.js';
 import '../node_modules/@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js';
+import { answerCalls } from '../browser/worker_client.mjs';
 import { detect, loadDetector } from './detector_host.mjs';
 
-const CALLS = { loadDetector, detect };
+function closeBitmaps(args) {
+  for (const arg of args) if (arg instanceof ImageBitmap) arg.close();
+}
 
-self.onmessage = async ({ data }) => {
-  try {
-    if (!CALLS[data.fn]) throw new Error(`unknown call '${data.fn}'`);
-    self.postMessage({ id: data.id, ok: true, value: await CALLS[data.fn](...(data.args || [])) });
-  } catch (err) {
-    self.postMessage({ id: data.id, ok: false, error: String(err && err.message ? err.message : err) });
-  } finally {
-    for (const arg of data.args || []) if (arg instanceof ImageBitmap) arg.close();
-  }
-};
-self.postMessage({ ready: true });
+answerCalls({ loadDetector, detect }, closeBitmaps);
