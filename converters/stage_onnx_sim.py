@@ -3,8 +3,8 @@
 onnxsim folds constants and removes no-op nodes (checked against the unsimplified graph with onnxruntime on one
 random input); the rewrites in ``patches.ONNX_PATCHES`` (``rewrite(model_proto, cfg) -> (model_proto, report)``)
 run in order unless ``--patches none``; a rewrite with a ``wanted(options)`` runs only where it says so
-(``equalize_channel_ranges``: plain ``--quantize uint8``), so the other graphs stay as they were;
-``onnx.checker.check_model`` must accept the result.
+(``equalize_channel_ranges``: ``--quantize uint8`` without ``--keep``, and ``auto``), so the other graphs stay as
+they were; ``onnx.checker.check_model`` must accept the result.
 """
 from __future__ import annotations
 
