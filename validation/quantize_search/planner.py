@@ -105,8 +105,6 @@ class _Walker:
         self.steps: dict[int, Step] = {}
         self.choice_batch = data.tensor(data.choice)
         self.float32 = est.run(self.choice_batch, self.types(None))
-        self.accepted: Step | None = None
-        self.tfjs: dict = {}
 
     def types(self, k: int | None) -> dict[str, str]:
         """The first k units of the order float16, the other simulated units uint8 (None: all float32)."""
@@ -158,7 +156,6 @@ class _Walker:
             ok, facts, measured = self.confirm(request, accepted.k)
             confirmations.append(measured)
             if ok:
-                self.accepted = accepted
                 return self.types(accepted.k), confirmations, facts
             after = accepted.k
         self.log("      no mix kept the AP within the budget: float32")
